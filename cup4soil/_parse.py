@@ -1,0 +1,215 @@
+"""Parsing of user input: areas of interest and time ranges (pure, no I/O but AOI files)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import shapely
+import shapely.geometry
+from shapely.geometry.base import BaseGeometry
+
+from .errors import AOIError, TimeRangeError
+
+#: Built-in areas of interest, lon/lat (EPSG:4326) bounding boxes.
+NAMED_AOIS: dict[str, tuple[float, float, float, float]] = {
+    # Oderbruch, the agricultural floodplain on the German-Polish border (CUP4SOIL slides).
+    "oderbruch": (13.95, 52.40, 14.65, 52.90),
+}
+
+AOILike = str | os.PathLike[str] | Sequence[float] | Mapping[str, Any] | BaseGeometry
+TimeLike = str | int | dt.date | Sequence[Any]
+
+
+def parse_aoi(aoi: Any) -> BaseGeometry:
+    """Turn any supported AOI into a valid, non-empty shapely geometry in lon/lat (EPSG:4326).
+
+    Accepted: a ``(west, south, east, north)`` bbox in degrees, a GeoJSON geometry,
+    Feature or FeatureCollection (dict or file path), a shapely geometry, or a
+    built-in name (see :data:`NAMED_AOIS`).
+    """
+    if isinstance(aoi, BaseGeometry):
+        geom = aoi
+    elif isinstance(aoi, str) and aoi.strip().lower() in NAMED_AOIS:
+        geom = shapely.geometry.box(*NAMED_AOIS[aoi.strip().lower()])
+    elif isinstance(aoi, (str, os.PathLike)):
+        geom = _aoi_from_text_or_file(str(aoi))
+    elif isinstance(aoi, Mapping):
+        geom = _geojson_to_geometry(aoi)
+    elif isinstance(aoi, Sequence) and len(aoi) == 4:
+        geom = _bbox_to_geometry(aoi)
+    else:
+        raise AOIError(
+            f"the AOI {_short(aoi)} is not a geometry. Pass a lon/lat bbox (west, south, east, "
+            f"north), a GeoJSON geometry/Feature (dict or file), a shapely geometry, or one of "
+            f"{sorted(NAMED_AOIS)}."
+        )
+    if geom.is_empty:
+        raise AOIError(f"the AOI {_short(aoi)} is empty. Give a geometry with coordinates.")
+    if not geom.is_valid:
+        geom = shapely.make_valid(geom)
+    w, s, e, n = geom.bounds
+    if w < -180 or e > 180 or s < -90 or n > 90:
+        raise AOIError(
+            f"the AOI bounds {tuple(round(v, 4) for v in geom.bounds)} are not longitude/latitude "
+            "degrees. Reproject the geometry to EPSG:4326 (lon/lat) first."
+        )
+    return geom
+
+
+def _short(obj: Any, limit: int = 80) -> str:
+    text = repr(obj)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _bbox_to_geometry(bbox: Sequence[Any]) -> BaseGeometry:
+    try:
+        w, s, e, n = (float(v) for v in bbox)
+    except (TypeError, ValueError):
+        raise AOIError(
+            f"the AOI {_short(bbox)} is not a bbox of four numbers (west, south, east, north)."
+        ) from None
+    if not (w < e and s < n):
+        raise AOIError(
+            f"the bbox {tuple(bbox)} is empty or reversed: expected (west, south, east, north) "
+            "with west < east and south < north."
+        )
+    return shapely.geometry.box(w, s, e, n)
+
+
+def _geojson_to_geometry(obj: Mapping[str, Any]) -> BaseGeometry:
+    kind = obj.get("type")
+    try:
+        if kind == "FeatureCollection":
+            parts = [_geojson_to_geometry(f) for f in obj.get("features", [])]
+            if not parts:
+                raise AOIError("the AOI FeatureCollection has no features. Give at least one.")
+            return shapely.union_all(parts)
+        if kind == "Feature":
+            if obj.get("geometry") is None:
+                raise AOIError("the AOI Feature has no geometry. Give a Feature with a geometry.")
+            return shapely.geometry.shape(obj["geometry"])
+        if kind in {
+            "Point", "MultiPoint", "LineString", "MultiLineString",
+            "Polygon", "MultiPolygon", "GeometryCollection",
+        }:
+            return shapely.geometry.shape(obj)
+    except AOIError:
+        raise
+    except Exception as exc:  # shapely raises several types for bad coordinates
+        raise AOIError(f"the AOI GeoJSON is malformed ({exc}). Check its coordinates.") from None
+    raise AOIError(
+        f"the AOI mapping has type {kind!r}, which is not GeoJSON. Give a GeoJSON geometry, "
+        "Feature or FeatureCollection."
+    )
+
+
+def _aoi_from_text_or_file(text: str) -> BaseGeometry:
+    stripped = text.strip()
+    if stripped.startswith("{"):
+        try:
+            return _geojson_to_geometry(json.loads(stripped))
+        except json.JSONDecodeError as exc:
+            raise AOIError(f"the AOI is not valid GeoJSON text ({exc}).") from None
+    if re.fullmatch(r"\s*-?[\d.]+\s*(,\s*-?[\d.]+\s*){3}", stripped):
+        return _bbox_to_geometry(stripped.split(","))
+    path = Path(text).expanduser()
+    if path.is_file():
+        try:
+            return _geojson_to_geometry(json.loads(path.read_text(encoding="utf-8")))
+        except json.JSONDecodeError as exc:
+            raise AOIError(f"the AOI file {path} is not GeoJSON ({exc}).") from None
+    raise AOIError(
+        f"the AOI {text!r} is neither a built-in name ({', '.join(sorted(NAMED_AOIS))}), "
+        "a 'west,south,east,north' bbox, GeoJSON text, nor an existing GeoJSON file."
+    )
+
+
+# ----------------------------------------------------------------------------------------- time
+
+_YEAR = re.compile(r"^\d{4}$")
+_MONTH = re.compile(r"^\d{4}-\d{2}$")
+
+
+def _bound(value: Any, *, end: bool) -> dt.datetime:
+    """One end of a time range as an aware UTC datetime (inclusive)."""
+    if isinstance(value, dt.datetime):
+        out = value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+        return out.astimezone(dt.UTC)
+    if isinstance(value, dt.date):
+        value = value.isoformat()
+    if isinstance(value, int) and 1000 <= value <= 9999:
+        value = str(value)
+    if not isinstance(value, str):
+        raise TimeRangeError(
+            f"the time bound {value!r} is not a date. Use 'YYYY', 'YYYY-MM-DD' or a datetime."
+        )
+    text = value.strip()
+    try:
+        if _YEAR.match(text):
+            year = int(text)
+            return (
+                dt.datetime(year, 12, 31, 23, 59, 59, 999999, tzinfo=dt.UTC)
+                if end
+                else dt.datetime(year, 1, 1, tzinfo=dt.UTC)
+            )
+        if _MONTH.match(text):
+            year, month = (int(p) for p in text.split("-"))
+            first = dt.datetime(year, month, 1, tzinfo=dt.UTC)
+            if not end:
+                return first
+            nxt = dt.datetime(year + (month == 12), month % 12 + 1, 1, tzinfo=dt.UTC)
+            return nxt - dt.timedelta(microseconds=1)
+        if len(text) == 10:
+            day = dt.date.fromisoformat(text)
+            start = dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
+            return start + dt.timedelta(days=1, microseconds=-1) if end else start
+        return _bound(dt.datetime.fromisoformat(text.replace("Z", "+00:00")), end=end)
+    except ValueError:
+        raise TimeRangeError(
+            f"the time bound {value!r} is malformed. Use 'YYYY', 'YYYY-MM', 'YYYY-MM-DD' "
+            "or an ISO 8601 datetime."
+        ) from None
+
+
+def parse_time(time: Any) -> tuple[dt.datetime, dt.datetime]:
+    """Parse a time range into inclusive UTC ``(start, end)`` datetimes.
+
+    Accepted: ``"2018/2022"`` (whole years), ``"2018-03-01/2018-10-31"`` (whole days),
+    a single ``"2020"`` or ``"2020-06"``, or a pair of dates, datetimes, years or strings.
+    """
+    if isinstance(time, str):
+        parts = time.split("/")
+        if len(parts) == 1:
+            parts = [parts[0], parts[0]]
+        if len(parts) != 2 or not all(p.strip() for p in parts):
+            raise TimeRangeError(
+                f"the time range {time!r} is malformed. Use 'start/end', e.g. '2018/2022' or "
+                "'2018-03-01/2018-10-31'."
+            )
+    elif isinstance(time, Sequence) and len(time) == 2:
+        parts = list(time)
+    elif isinstance(time, (int, dt.date)):
+        parts = [time, time]
+    else:
+        raise TimeRangeError(
+            f"the time range {_short(time)} is malformed. Use 'start/end' or a (start, end) pair."
+        )
+    start, end = _bound(parts[0], end=False), _bound(parts[1], end=True)
+    if start > end:
+        raise TimeRangeError(
+            f"the time range {time!r} is reversed: {start:%Y-%m-%d} is after {end:%Y-%m-%d}. "
+            "Swap the two ends."
+        )
+    return start, end
+
+
+def format_time_range(start: dt.datetime, end: dt.datetime) -> str:
+    """RFC 3339 interval as STAC APIs expect it."""
+    fmt = "%Y-%m-%dT%H:%M:%S.%fZ"
+    return f"{start.astimezone(dt.UTC).strftime(fmt)}/{end.astimezone(dt.UTC).strftime(fmt)}"

@@ -1,0 +1,390 @@
+"""Search STAC catalogs for Sentinel-2 L2A (and Sentinel-1) items.
+
+One entry point, :func:`search`, for named public catalogs (Planetary Computer with URL
+signing, Earth Search, Copernicus Data Space), any STAC API URL, and static catalogs or
+ItemCollections on disk or behind a URL (filtered client-side: this is what offline users,
+the tests and the demo use).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import pystac
+import shapely.geometry
+from shapely.geometry.base import BaseGeometry
+
+from . import _s2meta
+from ._parse import AOILike, TimeLike, format_time_range, parse_aoi, parse_time
+from .errors import AOIError, CatalogError, NoItemsError, ParameterError
+
+__all__ = ["CATALOGS", "CatalogSpec", "search"]
+
+#: Keys cup4soil adds to the ItemCollection it returns, so that later steps know the query.
+AOI_KEY = "cup4soil:aoi"
+CATALOG_KEY = "cup4soil:catalog"
+
+
+@dataclass(frozen=True)
+class CatalogSpec:
+    """A named public STAC API.
+
+    Attributes
+    ----------
+    url
+        Root URL of the STAC API.
+    collections
+        Default collections, in order of preference when two hold the same scene.
+    signer
+        Name of the URL signer applied to every item (``"planetary-computer"``) or None.
+    cloud_filter
+        How the API takes a cloud-cover limit: ``"query"`` (STAC query extension) or
+        ``"cql2"`` (filter extension).
+    """
+
+    url: str
+    collections: tuple[str, ...]
+    signer: str | None = None
+    cloud_filter: str = "query"
+    aliases: tuple[str, ...] = field(default_factory=tuple)
+
+
+CATALOGS: dict[str, CatalogSpec] = {
+    "planetary-computer": CatalogSpec(
+        url="https://planetarycomputer.microsoft.com/api/stac/v1",
+        collections=("sentinel-2-l2a",),
+        signer="planetary-computer",
+        aliases=("pc", "planetary_computer"),
+    ),
+    "earth-search": CatalogSpec(
+        url="https://earth-search.aws.element84.com/v1",
+        # Collection 1 (consistent reprocessing) wins ties with the older collection.
+        collections=("sentinel-2-c1-l2a", "sentinel-2-l2a"),
+        aliases=("earthsearch", "element84"),
+    ),
+    "cdse": CatalogSpec(
+        url="https://stac.dataspace.copernicus.eu/v1",
+        collections=("sentinel-2-l2a",),
+        cloud_filter="cql2",
+        aliases=("copernicus", "copernicus-data-space"),
+    ),
+}
+
+
+def _resolve_named(name: str) -> tuple[str, CatalogSpec] | None:
+    key = name.strip().lower()
+    for canonical, spec in CATALOGS.items():
+        if key == canonical or key in spec.aliases:
+            return canonical, spec
+    return None
+
+
+def _is_url(text: str) -> bool:
+    return urlparse(text).scheme in ("http", "https", "file")
+
+
+def _is_static(target: str) -> bool:
+    if not _is_url(target):
+        return True
+    parsed = urlparse(target)
+    return parsed.scheme == "file" or parsed.path.endswith(".json")
+
+
+def search(
+    aoi: AOILike,
+    time: TimeLike,
+    *,
+    catalog: str | os.PathLike[str] = "planetary-computer",
+    collections: Sequence[str] | str | None = None,
+    max_cloud_cover: float | None = 80.0,
+    limit: int | None = None,
+) -> pystac.ItemCollection:
+    """Find Sentinel-2 L2A (or other) items over an area and a time span.
+
+    Parameters
+    ----------
+    aoi
+        Area of interest: a lon/lat bbox ``(west, south, east, north)`` in degrees, a
+        GeoJSON geometry, Feature or file, a shapely geometry (EPSG:4326), or a built-in name
+        such as ``"oderbruch"``.
+    time
+        ``"2018/2022"``, ``"2018-03-01/2018-10-31"``, or a ``(start, end)`` pair of dates,
+        datetimes or years; both ends inclusive, UTC.
+    catalog
+        ``"planetary-computer"`` (items come back signed), ``"earth-search"``, ``"cdse"``,
+        the URL of any STAC API, or a static catalog / collection / ItemCollection JSON
+        given as a local path or URL.
+    collections
+        Collections to search; default: the catalog's Sentinel-2 L2A collection(s).
+    max_cloud_cover
+        Scene-level cloud cover limit, percent (``eo:cloud_cover <= max_cloud_cover``);
+        items without the property are kept. None disables the filter.
+    limit
+        Maximum number of items to fetch, before duplicates are removed.
+
+    Returns
+    -------
+    pystac.ItemCollection
+        Items sorted by time, one per tile and sensing time (the newest processing
+        baseline wins). ``extra_fields["cup4soil:aoi"]`` holds the AOI as GeoJSON, which
+        :func:`cup4soil.load_s2` uses as its default extent.
+    """
+    geom = parse_aoi(aoi)
+    start, end = parse_time(time)
+    if max_cloud_cover is not None and not 0 <= float(max_cloud_cover) <= 100:
+        raise ParameterError(
+            f"max_cloud_cover={max_cloud_cover} is not a percentage. Give a value in [0, 100] "
+            "or None to disable the filter."
+        )
+    if limit is not None and int(limit) < 1:
+        raise ParameterError(f"limit={limit} must be a positive number of items, or None.")
+    if isinstance(collections, str):
+        collections = [collections]
+
+    target = os.fspath(catalog)
+    named = _resolve_named(target)
+    if named is not None:
+        label, spec = named
+        items = _search_api(
+            spec.url, geom, start, end,
+            collections=tuple(collections or spec.collections),
+            max_cloud_cover=max_cloud_cover, limit=limit,
+            signer=spec.signer, cloud_filter=spec.cloud_filter,
+        )
+        priority: Sequence[str] = tuple(collections or spec.collections)
+    elif _is_url(target) and not _is_static(target):
+        label, priority = target, tuple(collections or ())
+        items = _search_api(
+            target, geom, start, end, collections=tuple(collections or ()),
+            max_cloud_cover=max_cloud_cover, limit=limit, signer=None, cloud_filter="query",
+        )
+    elif _is_url(target) or Path(target).expanduser().exists():
+        label, priority = target, tuple(collections or ())
+        items = _search_static(
+            target, geom, start, end, collections=collections,
+            max_cloud_cover=max_cloud_cover, limit=limit,
+        )
+    else:
+        raise CatalogError(
+            f"unknown catalog {target!r}. Use one of {', '.join(CATALOGS)}, the URL of a STAC "
+            "API, or the path/URL of a static catalog.json or ItemCollection."
+        )
+
+    items = _filter(items, geom, start, end, collections=None, max_cloud_cover=max_cloud_cover)
+    items = _s2meta.deduplicate(items, collection_priority=priority)
+    if not items:
+        raise NoItemsError(
+            f"the search of {label} found no items over {_fmt_bounds(geom)} between "
+            f"{start:%Y-%m-%d} and {end:%Y-%m-%d}"
+            + (f" with cloud cover <= {max_cloud_cover} %" if max_cloud_cover is not None else "")
+            + ". Widen the time range, raise max_cloud_cover, or check the collections."
+        )
+    items.sort(key=lambda it: (_item_time(it)[0], it.id))
+    result = pystac.ItemCollection(items, clone_items=False)
+    result.extra_fields[AOI_KEY] = shapely.geometry.mapping(geom)
+    result.extra_fields[CATALOG_KEY] = label
+    return result
+
+
+def _fmt_bounds(geom: BaseGeometry) -> str:
+    w, s, e, n = geom.bounds
+    return f"lon {w:.4f}..{e:.4f}, lat {s:.4f}..{n:.4f}"
+
+
+# ---------------------------------------------------------------------------------- STAC APIs
+
+
+def _signer(name: str | None) -> Callable[[Any], Any] | None:
+    if name == "planetary-computer":
+        import planetary_computer
+
+        return planetary_computer.sign_inplace
+    return None
+
+
+def _search_api(
+    url: str,
+    geom: BaseGeometry,
+    start: dt.datetime,
+    end: dt.datetime,
+    *,
+    collections: tuple[str, ...],
+    max_cloud_cover: float | None,
+    limit: int | None,
+    signer: str | None,
+    cloud_filter: str,
+) -> list[pystac.Item]:
+    import pystac_client
+    import requests
+
+    kwargs: dict[str, Any] = {}
+    optical = collections and all("sentinel-2" in c or "s2" in c.lower() for c in collections)
+    if max_cloud_cover is not None and optical:
+        if cloud_filter == "cql2":
+            kwargs["filter"] = {
+                "op": "<=", "args": [{"property": "eo:cloud_cover"}, float(max_cloud_cover)]
+            }
+            kwargs["filter_lang"] = "cql2-json"
+        else:
+            kwargs["query"] = {"eo:cloud_cover": {"lte": float(max_cloud_cover)}}
+    try:
+        client = pystac_client.Client.open(url, modifier=_signer(signer))
+        found = client.search(
+            collections=list(collections) or None,
+            intersects=shapely.geometry.mapping(geom),
+            datetime=format_time_range(start, end),
+            max_items=limit,
+            **kwargs,
+        )
+        items = list(found.items())
+    except (requests.RequestException, pystac_client.exceptions.APIError, OSError) as exc:
+        raise CatalogError(
+            f"the STAC API at {url} could not be searched ({type(exc).__name__}: {exc}). "
+            "Check the URL and your network connection, or use a static catalog offline."
+        ) from None
+    if not items:
+        _check_api_coverage(client, collections, geom, url)
+    return items
+
+
+def _check_api_coverage(
+    client: Any, collections: tuple[str, ...], geom: BaseGeometry, url: str
+) -> None:
+    """Raise AOIError if the AOI lies outside every searched collection's spatial extent."""
+    boxes: list[BaseGeometry] = []
+    for name in collections:
+        try:
+            coll = client.get_collection(name)
+            boxes += [shapely.geometry.box(*b) for b in coll.extent.spatial.bboxes]
+        except Exception:  # coverage is a courtesy check; no answer means no verdict
+            return
+    if boxes and not shapely.union_all(boxes).intersects(geom):
+        raise AOIError(
+            f"the AOI ({_fmt_bounds(geom)}) lies outside the coverage of {url} "
+            f"({', '.join(collections)}). Check the AOI's coordinates (lon/lat order?)."
+        )
+
+
+# ------------------------------------------------------------------------------ static catalogs
+
+
+def _read_json(href: str) -> dict[str, Any]:
+    try:
+        return pystac.StacIO.default().read_json(href)
+    except (OSError, json.JSONDecodeError, ValueError) as exc:
+        raise CatalogError(
+            f"could not read a STAC document at {href} ({type(exc).__name__}: {exc}). Give the "
+            "path or URL of a catalog.json, collection.json or ItemCollection."
+        ) from None
+
+
+def _static_items(target: str) -> list[pystac.Item]:
+    href = target
+    if not _is_url(target):
+        path = Path(target).expanduser().resolve()
+        if path.is_dir():
+            for name in ("catalog.json", "collection.json"):
+                if (path / name).is_file():
+                    path = path / name
+                    break
+            else:
+                raise CatalogError(
+                    f"the folder {path} holds no catalog.json or collection.json. Point "
+                    "catalog= at a STAC catalog file."
+                )
+        href = str(path)
+    doc = _read_json(href)
+    kind = doc.get("type")
+    if kind == "FeatureCollection":
+        collection = pystac.ItemCollection.from_dict(doc, preserve_dict=False)
+        items = list(collection.items)
+        for it in items:
+            # Relative asset hrefs are relative to the ItemCollection file.
+            for asset in it.assets.values():
+                if not _is_url(asset.href) and not os.path.isabs(asset.href):
+                    asset.href = pystac.utils.make_absolute_href(asset.href, href)
+        return items
+    if kind == "Feature":
+        item = pystac.Item.from_dict(doc)
+        item.set_self_href(href)
+        return [item.make_asset_hrefs_absolute()]
+    if kind in ("Catalog", "Collection"):
+        try:
+            root = pystac.read_file(href)
+            items = list(root.get_items(recursive=True))  # type: ignore[union-attr]
+        except Exception as exc:
+            raise CatalogError(
+                f"could not walk the static catalog at {href} ({type(exc).__name__}: {exc})."
+            ) from None
+        return [it.make_asset_hrefs_absolute() for it in items]
+    raise CatalogError(
+        f"{href} is a {kind!r} document, not a STAC Catalog, Collection or ItemCollection."
+    )
+
+
+def _item_time(item: pystac.Item) -> tuple[dt.datetime, dt.datetime]:
+    cm = item.common_metadata
+    start = item.datetime or cm.start_datetime
+    end = item.datetime or cm.end_datetime or start
+    if start is None or end is None:
+        raise CatalogError(f"item {item.id!r} has no datetime; it is not a valid STAC item.")
+    return start, end
+
+
+def _filter(
+    items: Sequence[pystac.Item],
+    geom: BaseGeometry,
+    start: dt.datetime,
+    end: dt.datetime,
+    *,
+    collections: Sequence[str] | None,
+    max_cloud_cover: float | None,
+) -> list[pystac.Item]:
+    out = []
+    for it in items:
+        t0, t1 = _item_time(it)
+        if t1 < start or t0 > end:
+            continue
+        if collections and it.collection_id not in collections:
+            continue
+        cc = it.properties.get("eo:cloud_cover")
+        if max_cloud_cover is not None and cc is not None and float(cc) > max_cloud_cover:
+            continue
+        footprint = shapely.geometry.shape(it.geometry) if it.geometry else (
+            shapely.geometry.box(*it.bbox) if it.bbox else None
+        )
+        if footprint is not None and not footprint.intersects(geom):
+            continue
+        out.append(it)
+    return out
+
+
+def _search_static(
+    target: str,
+    geom: BaseGeometry,
+    start: dt.datetime,
+    end: dt.datetime,
+    *,
+    collections: Sequence[str] | None,
+    max_cloud_cover: float | None,
+    limit: int | None,
+) -> list[pystac.Item]:
+    items = _static_items(target)
+    boxes = [shapely.geometry.box(*it.bbox) for it in items if it.bbox]
+    if boxes and not shapely.union_all(boxes).intersects(geom):
+        cover = shapely.union_all(boxes)
+        raise AOIError(
+            f"the AOI ({_fmt_bounds(geom)}) lies outside the coverage of the catalog at "
+            f"{target} ({_fmt_bounds(cover)}). Choose an AOI inside it."
+        )
+    found = _filter(
+        items, geom, start, end, collections=collections, max_cloud_cover=max_cloud_cover
+    )
+    return found[:limit] if limit else found

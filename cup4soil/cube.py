@@ -1,0 +1,459 @@
+"""Lazy, Dask-backed Sentinel-2 L2A datacubes from STAC items.
+
+:func:`load_s2` plans everything from metadata first (asset keys, DN offsets, sun
+zenith, output grid), then builds the lazy cube with odc-stac (default) or stackstac,
+and harmonises reflectance across processing baselines. No pixel is read until the
+result is computed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import dask.array as dsa
+import numpy as np
+import pystac
+import shapely.geometry
+import xarray as xr
+from odc.geo.crs import CRS
+from odc.geo.geobox import GeoBox
+from odc.geo.geom import Geometry
+from shapely.geometry.base import BaseGeometry
+
+from . import _kernels, _s2meta
+from ._parse import parse_aoi
+from .catalog import AOI_KEY
+from .errors import AssetReadError, CRSError, NoItemsError, ParameterError
+
+__all__ = ["load_s2"]
+
+Engine = Literal["odc-stac", "stackstac"]
+DEFAULT_CHUNK = 1024
+
+
+@dataclass(frozen=True)
+class _ItemPlan:
+    """What the loader needs to know about one item, decided before any read."""
+
+    item: pystac.Item  # assets renamed to canonical band names
+    offsets: tuple[int, ...]  # DN offset per requested band
+    sun_zenith: float  # degrees
+    solar_day: np.datetime64
+
+
+def _as_items(items: Any) -> list[pystac.Item]:
+    if isinstance(items, pystac.ItemCollection):
+        return list(items.items)
+    if isinstance(items, pystac.Item):
+        return [items]
+    out = []
+    for it in items:
+        out.append(it if isinstance(it, pystac.Item) else pystac.Item.from_dict(dict(it)))
+    return out
+
+
+def _solar_day(item: pystac.Item) -> np.datetime64:
+    """Local solar date of the acquisition (UTC time shifted by longitude / 15 h)."""
+    when = item.datetime or item.common_metadata.start_datetime
+    lon = 0.0
+    if item.bbox:
+        lon = (item.bbox[0] + item.bbox[2]) / 2
+    stamp = np.datetime64(when.replace(tzinfo=None), "s") + np.timedelta64(
+        round(lon * 240), "s"
+    )
+    return stamp.astype("datetime64[D]")
+
+
+def _normalise(item: pystac.Item, bands: Sequence[str]) -> pystac.Item:
+    """Copy of ``item`` whose assets are exactly the canonical ``bands``."""
+    keys = {b: _s2meta.asset_key(item, b) for b in bands}
+    clone = item.clone()
+    assets: dict[str, pystac.Asset] = {}
+    for band, key in keys.items():
+        asset = clone.assets[key]
+        asset.href = asset.get_absolute_href() or asset.href
+        # Scale/offset are handled by cup4soil's harmonisation; odc-stac needs dtype/nodata.
+        asset.extra_fields["raster:bands"] = [
+            {"data_type": "uint8" if band == _s2meta.SCL else "uint16", "nodata": 0}
+        ]
+        for k in ("raster:scale", "raster:offset"):
+            asset.extra_fields.pop(k, None)
+        asset.owner = clone
+        assets[band] = asset
+    clone.assets = assets
+    props = clone.properties
+    # stackstac 0.5 reads only proj:epsg; pystac >= 1.12 writes proj:code.
+    code = props.get("proj:code")
+    if props.get("proj:epsg") is None and isinstance(code, str) and code.startswith("EPSG:"):
+        props["proj:epsg"] = int(code.split(":")[1])
+    return clone
+
+
+def _plan(items: Sequence[pystac.Item], bands: Sequence[str]) -> list[_ItemPlan]:
+    plans = []
+    for it in items:
+        norm = _normalise(it, bands)
+        plans.append(_ItemPlan(
+            item=norm,
+            offsets=tuple(_s2meta.dn_offset(it, b) for b in bands),
+            sun_zenith=_s2meta.mean_sun_zenith(it),
+            solar_day=_solar_day(it),
+        ))
+    return plans
+
+
+def _item_epsg(item: pystac.Item) -> int | None:
+    props = item.properties
+    if props.get("proj:epsg") is not None:
+        return int(props["proj:epsg"])
+    for asset in item.assets.values():
+        if asset.extra_fields.get("proj:epsg") is not None:
+            return int(asset.extra_fields["proj:epsg"])
+        code = asset.extra_fields.get("proj:code")
+        if isinstance(code, str) and code.upper().startswith("EPSG:"):
+            return int(code.split(":")[1])
+    return None
+
+
+def _area(items: Any, plans: Sequence[_ItemPlan], bbox: Any) -> tuple[BaseGeometry, bool]:
+    """Output area in lon/lat, and whether it came from the user (bbox or search AOI)."""
+    if bbox is not None:
+        return parse_aoi(bbox), True
+    extra = getattr(items, "extra_fields", {}) or {}
+    if AOI_KEY in extra:
+        return shapely.geometry.shape(extra[AOI_KEY]), True
+    footprints = [
+        shapely.geometry.shape(p.item.geometry) if p.item.geometry
+        else shapely.geometry.box(*p.item.bbox)
+        for p in plans
+    ]
+    return shapely.union_all(footprints), False
+
+
+def _target_crs(crs: Any, area: BaseGeometry, from_user: bool, plans: Sequence[_ItemPlan]) -> CRS:
+    if crs is not None:
+        try:
+            return CRS(crs)
+        except Exception:
+            raise CRSError(
+                f"crs={crs!r} is not a coordinate reference system. Give e.g. 'EPSG:32633' or "
+                "'EPSG:3035'."
+            ) from None
+    if from_user:
+        c = area.centroid
+        return CRS.utm(c.x, c.y)
+    codes = {_item_epsg(p.item) for p in plans}
+    codes.discard(None)
+    if len(codes) == 1:
+        return CRS(f"EPSG:{codes.pop()}")
+    if not codes:
+        raise CRSError("the items carry no projection metadata. Pass crs='EPSG:...'.")
+    raise CRSError(
+        f"the items are in several CRSs ({', '.join(f'EPSG:{c}' for c in sorted(codes))}) and no "
+        "target CRS was given. Pass crs='EPSG:...' (e.g. the UTM zone of your area, or "
+        "'EPSG:3035' for European products) or bbox=... so cup4soil picks the UTM zone."
+    )
+
+
+def _geobox(area: BaseGeometry, crs: CRS, resolution: float) -> GeoBox:
+    geom = Geometry(area, "EPSG:4326").to_crs(crs)
+    # Pixel edges on multiples of the resolution, like Sentinel-2's own grids.
+    return GeoBox.from_bbox(geom.boundingbox, crs, resolution=resolution)
+
+
+def _resampling(bands: Sequence[str], resolution: float) -> dict[str, str]:
+    out = {}
+    for b in bands:
+        coarser = resolution > _s2meta.NATIVE_GSD[b]
+        if b == _s2meta.SCL:
+            out[b] = "mode" if coarser else "nearest"  # classes are never averaged
+        else:
+            out[b] = "average" if coarser else "nearest"
+    return out
+
+
+def _chunks(chunks: Mapping[str, int] | None) -> tuple[int, int]:
+    chunks = dict(chunks or {})
+    unknown = set(chunks) - {"x", "y", "time"}
+    if unknown:
+        raise ParameterError(f"chunks has unknown dimensions {sorted(unknown)}; use x, y, time.")
+    if chunks.get("time", 1) != 1:
+        raise ParameterError("chunks['time'] must be 1: each time step is read by its own task.")
+    cy, cx = int(chunks.get("y", DEFAULT_CHUNK)), int(chunks.get("x", DEFAULT_CHUNK))
+    if cy < 1 or cx < 1:
+        raise ParameterError(f"chunks={chunks} must be positive pixel counts.")
+    return cy, cx
+
+
+# ----------------------------------------------------------------------------------- readers
+
+
+def _odc_driver() -> Any:
+
+    return _SafeRioDriver()
+
+
+try:
+    from odc.loader._rio import RioDriver as _RioDriver
+except ImportError:  # pragma: no cover - odc-stac always ships odc-loader
+    _RioDriver = object  # type: ignore[assignment,misc]
+
+
+class _SafeReader:
+    """Wraps odc-loader's rasterio reader so failures name the asset, without tokens."""
+
+    def __init__(self, inner: Any, uri: str) -> None:
+        self._inner, self._uri = inner, uri
+
+    def read(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return self._inner.read(*args, **kwargs)
+        except AssetReadError:
+            raise
+        except Exception as exc:
+            raise AssetReadError(self._uri, f"{type(exc).__name__}: {exc}") from None
+
+
+class _SafeRioDriver(_RioDriver):  # type: ignore[misc,valid-type]
+    def open(self, src: Any, ctx: Any) -> _SafeReader:
+        return _SafeReader(super().open(src, ctx), src.uri)
+
+
+def _load_odc(
+    items: list[pystac.Item], bands: Sequence[str], geobox: GeoBox, resolution: float,
+    chunk: tuple[int, int],
+) -> xr.Dataset:
+    import odc.stac
+
+    return odc.stac.load(
+        items,
+        bands=list(bands),
+        geobox=geobox,
+        groupby="solar_day",
+        chunks={"y": chunk[0], "x": chunk[1]},
+        resampling=_resampling(bands, resolution),
+        driver=_odc_driver(),
+        fail_on_error=True,
+    )
+
+
+def _stackstac_reader() -> type:
+    from stackstac.rio_reader import AutoParallelRioReader
+
+    class SafeStackstacReader(AutoParallelRioReader):  # type: ignore[misc]
+        def read(self, window: Any, **kwargs: Any) -> Any:
+            try:
+                return super().read(window, **kwargs)
+            except Exception as exc:
+                raise AssetReadError(self.url, f"{type(exc).__name__}: {exc}") from None
+
+    return SafeStackstacReader
+
+
+_SAFE_STACKSTAC_READER: type | None = None
+
+
+def _load_stackstac(
+    items: list[pystac.Item], bands: Sequence[str], geobox: GeoBox, resolution: float,
+    chunk: tuple[int, int],
+) -> xr.Dataset:
+    import stackstac
+    from rasterio.enums import Resampling
+
+    global _SAFE_STACKSTAC_READER
+    if _SAFE_STACKSTAC_READER is None:
+        _SAFE_STACKSTAC_READER = _stackstac_reader()
+    epsg = geobox.crs.epsg
+    if epsg is None:
+        raise CRSError(f"engine='stackstac' needs an EPSG code; {geobox.crs} has none.")
+    left, bottom, right, top = geobox.boundingbox
+    methods = _resampling(bands, resolution)
+    days = np.array([_solar_day(it) for it in items])
+    variables: dict[str, xr.DataArray] = {}
+    for band in bands:
+        da = stackstac.stack(
+            [it.to_dict() for it in items], assets=[band], epsg=epsg, resolution=resolution,
+            bounds=(left, bottom, right, top), snap_bounds=False, xy_coords="center",
+            resampling=Resampling[methods[band]],
+            dtype=np.dtype("uint8" if band == _s2meta.SCL else "uint16"),
+            fill_value=0, rescale=False, sortby_date=False, properties=False,
+            band_coords=False, chunksize=(1, 1, chunk[0], chunk[1]),
+            errors_as_nodata=(), reader=_SAFE_STACKSTAC_READER,
+        ).isel(band=0, drop=True)
+        # stackstac's object-dtype coordinates break to_zarr; keep only dimension coords.
+        da = da.drop_vars([c for c in da.coords if c not in ("time", "y", "x")])
+        da = da.assign_coords(solar_day=("time", days))
+        if len(set(days.tolist())) < len(days):
+            first_time = da.time.groupby("solar_day").min()
+            da = da.groupby("solar_day").map(stackstac.mosaic, nodata=0)
+            da = da.rename(solar_day="time").assign_coords(time=first_time.values)
+        else:
+            da = da.drop_vars("solar_day")
+        variables[band] = da
+    ds = xr.Dataset(variables)
+    # Same pixel-centre coordinates and CRS coordinate as odc-stac.
+    from odc.geo.xr import xr_coords
+
+    coords = xr_coords(geobox, crs_coord_name="spatial_ref")
+    ds = ds.assign_coords(y=coords["y"], x=coords["x"], spatial_ref=coords["spatial_ref"])
+    for v in ds.data_vars.values():
+        v.attrs["nodata"] = 0
+    return ds
+
+
+# ------------------------------------------------------------------------------- harmonise
+
+
+def _harmonise(da: xr.DataArray, offset: int) -> xr.DataArray:
+    if offset == 0:
+        return da
+    data = dsa.map_blocks(_kernels.shift_dn, da.data, offset, dtype=da.dtype)
+    return da.copy(data=data)
+
+
+def _fuse_first(values: Iterable[xr.DataArray]) -> xr.DataArray:
+    """First non-nodata value along a list of same-grid arrays (odc-stac's default fuser)."""
+    it = iter(values)
+    out = next(it)
+    for other in it:
+        out = xr.where(out != 0, out, other).astype(out.dtype)
+    return out
+
+
+def load_s2(
+    items: pystac.ItemCollection | Iterable[pystac.Item] | Iterable[Mapping[str, Any]],
+    *,
+    bands: Sequence[str] | None = None,
+    resolution: float = 20.0,
+    crs: Any = None,
+    bbox: Any = None,
+    chunks: Mapping[str, int] | None = None,
+    engine: Engine = "odc-stac",
+) -> xr.Dataset:
+    """Build a lazy, harmonised Sentinel-2 L2A cube from STAC items.
+
+    Parameters
+    ----------
+    items
+        Items from :func:`cup4soil.search` or any STAC source (Planetary Computer, Earth
+        Search and CDSE asset keys are all understood).
+    bands
+        Canonical band names (default: B02 B03 B04 B05 B06 B07 B08 B8A B11 B12 and SCL).
+    resolution
+        Output pixel size, metres (CRS units). SCMaP works at 20 m. Reflectance is
+        resampled by ``average`` when coarser than native, SCL by ``mode``; never averaged.
+    crs
+        Output CRS. Default: the UTM zone of the area (the search AOI or ``bbox``); for
+        European mosaics use ``"EPSG:3035"``.
+    bbox
+        Output extent as a lon/lat bbox or any AOI :func:`cup4soil.search` accepts.
+        Default: the AOI of the search that produced ``items``, else their footprints.
+    chunks
+        Spatial chunk size in pixels, e.g. ``{"y": 1024, "x": 1024}``; time is always 1.
+    engine
+        ``"odc-stac"`` (default) or ``"stackstac"``: the same grid and values.
+
+    Returns
+    -------
+    xarray.Dataset
+        One ``(time, y, x)`` variable per band: uint16 DN on the pre-04.00 scale
+        (reflectance = DN / 10000), SCL as uint8, nodata 0, one time step per solar day.
+        Coordinate ``sza`` holds the scene-mean sun zenith angle per time step, degrees.
+        The CRS is in the ``spatial_ref`` coordinate (odc-geo's ``.odc`` and rioxarray's
+        ``.rio`` accessors read it).
+    """
+    if engine not in ("odc-stac", "stackstac"):
+        raise ParameterError(f"engine={engine!r} is unknown. Use 'odc-stac' or 'stackstac'.")
+    try:
+        res = float(resolution)
+    except (TypeError, ValueError):
+        raise ParameterError(f"resolution={resolution!r} is not a number of metres.") from None
+    if not math.isfinite(res) or res <= 0:
+        raise ParameterError(
+            f"resolution={resolution} must be a positive pixel size in metres (e.g. 20)."
+        )
+    canon = _s2meta.check_bands(bands)
+    item_list = _as_items(items)
+    if not item_list:
+        raise NoItemsError("no items to load. Run cup4soil.search first and check it found some.")
+    chunk = _chunks(chunks)
+    plans = _plan(item_list, canon)
+    area, from_user = _area(items, plans, bbox)
+    target = _target_crs(crs, area, from_user, plans)
+    geobox = _geobox(area, target, res)
+
+    loader = _load_odc if engine == "odc-stac" else _load_stackstac
+    groups: dict[tuple[int, ...], list[_ItemPlan]] = defaultdict(list)
+    for p in plans:
+        groups[p.offsets].append(p)
+    parts = []
+    for offsets, group in groups.items():
+        group.sort(key=lambda p: (p.item.datetime, p.item.id))
+        ds = loader([p.item for p in group], canon, geobox, res, chunk)
+        for band, off in zip(canon, offsets, strict=True):
+            ds[band] = _harmonise(ds[band], off)
+        # Label each time step with its solar day so parts can be merged.
+        by_time = {np.datetime64(p.item.datetime.replace(tzinfo=None), "ns"): p for p in group}
+        day_of = {p.solar_day for p in group}
+        labels = [_nearest_day(t, by_time, day_of) for t in ds.time.values]
+        parts.append(ds.assign_coords(solar_day=("time", labels)))
+    cube = parts[0] if len(parts) == 1 else _merge_parts(parts, canon)
+    cube = cube.sortby("time")
+    days = cube["solar_day"].values
+    sza = []
+    for d in days:
+        vals = [p.sun_zenith for p in plans if p.solar_day == d]
+        sza.append(float(np.nanmean(vals)) if not all(np.isnan(vals)) else np.nan)
+    cube = cube.drop_vars("solar_day").assign_coords(
+        sza=("time", np.asarray(sza, dtype="float32"))
+    )
+    cube["sza"].attrs.update(units="degree", long_name="scene-mean sun zenith angle")
+    for band in canon:
+        attrs = {"nodata": 0, "units": "1"}
+        if band == _s2meta.SCL:
+            attrs["long_name"] = "Sen2Cor scene classification"
+        else:
+            attrs["long_name"] = f"surface reflectance {band} x 10000 (pre-04.00 DN scale)"
+        cube[band].attrs.update(attrs)
+    cube.attrs.update({
+        "title": "Sentinel-2 L2A cube (cup4soil.load_s2)",
+        "harmonisation": "DN on the pre-04.00 scale: reflectance = DN / 10000; BOA_ADD_OFFSET "
+                         "removed from processing baseline 04.00 on; 0 = nodata",
+        "engine": engine,
+        "resolution": res,
+        "crs": str(target),
+    })
+    return cube
+
+
+def _nearest_day(t: np.datetime64, by_time: Mapping[np.datetime64, _ItemPlan],
+                 days: set[np.datetime64]) -> np.datetime64:
+    if t in by_time:
+        return by_time[t].solar_day
+    # Loaders may round timestamps; take the closest item.
+    best = min(by_time, key=lambda k: abs(k - t))
+    return by_time[best].solar_day
+
+
+def _merge_parts(parts: list[xr.Dataset], bands: Sequence[str]) -> xr.Dataset:
+    """Concatenate parts of different DN offsets; fuse solar days that occur in several."""
+    combined = xr.concat(parts, dim="time", coords="different", compat="equals")
+    labels = combined["solar_day"].values
+    if len(set(labels.tolist())) == len(labels):
+        return combined
+    pieces = []
+    for day in sorted(set(labels.tolist())):
+        idx = np.flatnonzero(labels == day)
+        sel = combined.isel(time=idx)
+        if len(idx) == 1:
+            pieces.append(sel)
+            continue
+        fused = xr.Dataset(
+            {b: _fuse_first(sel[b].isel(time=i) for i in range(len(idx))) for b in bands}
+        ).expand_dims(time=[sel.time.values.min()])
+        pieces.append(fused.assign_coords(solar_day=("time", [day])))
+    return xr.concat(pieces, dim="time")

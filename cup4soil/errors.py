@@ -1,0 +1,94 @@
+"""Exceptions raised by cup4soil.
+
+A small hierarchy in the style of rioxarray: everything derives from
+:class:`Cup4SoilError`, so ``except cup4soil.errors.Cup4SoilError`` catches every
+problem cup4soil diagnoses itself. Each message names what is wrong *and* how to
+fix it, and never contains a storage key, token or signed URL.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = [
+    "AOIError",
+    "AssetReadError",
+    "BandError",
+    "CRSError",
+    "CatalogError",
+    "Cup4SoilError",
+    "NoItemsError",
+    "ParameterError",
+    "TimeRangeError",
+]
+
+# Query strings of signed URLs carry credentials (Azure SAS ``sig=``, S3 ``X-Amz-Signature``).
+_QUERY = re.compile(r"(?P<url>(?:https?|s3|gs|az|abfs)://[^\s?'\"]+)\?[^\s'\"]*")
+
+
+def redact(text: str) -> str:
+    """Remove the query string (where signing tokens live) from every URL in ``text``."""
+    return _QUERY.sub(r"\g<url>", text)
+
+
+class Cup4SoilError(Exception):
+    """Base class of every error cup4soil raises on purpose."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(redact(message))
+
+
+class ParameterError(Cup4SoilError, ValueError):
+    """An option has an impossible value (negative resolution, unknown engine, ...)."""
+
+
+class CatalogError(Cup4SoilError):
+    """The catalog is unknown, unreachable or not a STAC catalog."""
+
+
+class AOIError(Cup4SoilError, ValueError):
+    """The area of interest is not a geometry, is empty, or lies outside the catalog."""
+
+
+class TimeRangeError(Cup4SoilError, ValueError):
+    """The time range is malformed or reversed."""
+
+
+class NoItemsError(Cup4SoilError):
+    """A search found nothing, or a cube was asked for from an empty item list."""
+
+
+class BandError(Cup4SoilError, KeyError):
+    """A band is unknown to cup4soil or missing from an item."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+class CRSError(Cup4SoilError, ValueError):
+    """The output coordinate reference system cannot be decided or is invalid."""
+
+
+class AssetReadError(Cup4SoilError, OSError):
+    """A raster asset could not be read at compute time.
+
+    Parameters
+    ----------
+    href
+        The asset's URL or path; any query string (signing token) is removed.
+    reason
+        What the reader reported.
+    """
+
+    def __init__(self, href: str, reason: str) -> None:
+        self.href = redact(href)
+        self.reason = redact(reason)
+        super().__init__(
+            f"could not read asset {self.href}: {self.reason}. Check that the file exists and is "
+            "reachable from every Dask worker; for Planetary Computer assets, search again to get "
+            "freshly signed URLs."
+        )
+
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:
+        # Travels back from Dask workers intact.
+        return (type(self), (self.href, self.reason))
