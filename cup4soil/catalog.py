@@ -177,7 +177,10 @@ def search(
             "API, or the path/URL of a static catalog.json or ItemCollection."
         )
 
-    items = _filter(items, geom, start, end, collections=None, max_cloud_cover=max_cloud_cover)
+    # Re-check on the client: some APIs ignore the query extension or extra collections.
+    items = _filter(
+        items, geom, start, end, collections=priority or None, max_cloud_cover=max_cloud_cover
+    )
     items = _s2meta.deduplicate(items, collection_priority=priority)
     if not items:
         raise NoItemsError(

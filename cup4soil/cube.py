@@ -276,7 +276,7 @@ def _load_stackstac(
     variables: dict[str, xr.DataArray] = {}
     for band in bands:
         da = stackstac.stack(
-            [it.to_dict() for it in items], assets=[band], epsg=epsg, resolution=resolution,
+            [it.to_dict(transform_hrefs=False) for it in items], assets=[band], epsg=epsg, resolution=resolution,
             bounds=(left, bottom, right, top), snap_bounds=False, xy_coords="center",
             resampling=Resampling[methods[band]],
             dtype=np.dtype("uint8" if band == _s2meta.SCL else "uint16"),
