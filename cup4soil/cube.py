@@ -8,6 +8,7 @@ result is computed.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -16,7 +17,9 @@ from typing import Any, Literal
 
 import dask.array as dsa
 import numpy as np
+import odc.geo.xr  # noqa: F401 - registers the .odc accessor on results
 import pystac
+import rioxarray  # noqa: F401 - registers the .rio accessor on results
 import shapely.geometry
 import xarray as xr
 from odc.geo.crs import CRS
@@ -27,11 +30,15 @@ from shapely.geometry.base import BaseGeometry
 from . import _kernels, _s2meta
 from ._parse import parse_aoi
 from .catalog import AOI_KEY
-from .errors import AssetReadError, CRSError, NoItemsError, ParameterError
+from .errors import AssetReadError, CRSError, NoItemsError, ParameterError, RedactingFilter
 
 __all__ = ["load_s2"]
 
 Engine = Literal["odc-stac", "stackstac"]
+
+# odc-loader logs failed reads with the full (possibly signed) URL.
+for _name in ("odc.loader._rio", "odc.loader", "stackstac"):
+    logging.getLogger(_name).addFilter(RedactingFilter())
 DEFAULT_CHUNK = 1024
 
 
@@ -85,11 +92,10 @@ def _normalise(item: pystac.Item, bands: Sequence[str]) -> pystac.Item:
         asset.owner = clone
         assets[band] = asset
     clone.assets = assets
-    props = clone.properties
-    # stackstac 0.5 reads only proj:epsg; pystac >= 1.12 writes proj:code.
-    code = props.get("proj:code")
-    if props.get("proj:epsg") is None and isinstance(code, str) and code.startswith("EPSG:"):
-        props["proj:epsg"] = int(code.split(":")[1])
+    # stackstac 0.5 reads only proj:epsg; pystac >= 1.12 writes (and migrates to) proj:code.
+    epsg = _item_epsg(item)
+    if epsg is not None:
+        clone.properties["proj:epsg"] = epsg
     return clone
 
 
@@ -107,13 +113,12 @@ def _plan(items: Sequence[pystac.Item], bands: Sequence[str]) -> list[_ItemPlan]
 
 
 def _item_epsg(item: pystac.Item) -> int | None:
-    props = item.properties
-    if props.get("proj:epsg") is not None:
-        return int(props["proj:epsg"])
-    for asset in item.assets.values():
-        if asset.extra_fields.get("proj:epsg") is not None:
-            return int(asset.extra_fields["proj:epsg"])
-        code = asset.extra_fields.get("proj:code")
+    """EPSG code from projection metadata (``proj:epsg``, or ``proj:code`` as pystac >= 1.12
+    writes and migrates it), item level first, then assets."""
+    for fields in (item.properties, *(a.extra_fields for a in item.assets.values())):
+        if fields.get("proj:epsg") is not None:
+            return int(fields["proj:epsg"])
+        code = fields.get("proj:code")
         if isinstance(code, str) and code.upper().startswith("EPSG:"):
             return int(code.split(":")[1])
     return None
@@ -275,12 +280,15 @@ def _load_stackstac(
     days = np.array([_solar_day(it) for it in items])
     variables: dict[str, xr.DataArray] = {}
     for band in bands:
+        dtype = np.dtype("uint8" if band == _s2meta.SCL else "uint16")
         da = stackstac.stack(
-            [it.to_dict(transform_hrefs=False) for it in items], assets=[band], epsg=epsg, resolution=resolution,
+            [it.to_dict(transform_hrefs=False) for it in items], assets=[band], epsg=epsg,
+            resolution=resolution,
             bounds=(left, bottom, right, top), snap_bounds=False, xy_coords="center",
             resampling=Resampling[methods[band]],
-            dtype=np.dtype("uint8" if band == _s2meta.SCL else "uint16"),
-            fill_value=0, rescale=False, sortby_date=False, properties=False,
+            dtype=dtype,
+            # stackstac checks np.can_cast(type(fill_value), dtype): give a typed zero.
+            fill_value=dtype.type(0), rescale=False, sortby_date=False, properties=False,
             band_coords=False, chunksize=(1, 1, chunk[0], chunk[1]),
             errors_as_nodata=(), reader=_SAFE_STACKSTAC_READER,
         ).isel(band=0, drop=True)
@@ -333,6 +341,7 @@ def load_s2(
     bbox: Any = None,
     chunks: Mapping[str, int] | None = None,
     engine: Engine = "odc-stac",
+    geobox: GeoBox | None = None,
 ) -> xr.Dataset:
     """Build a lazy, harmonised Sentinel-2 L2A cube from STAC items.
 
@@ -356,6 +365,9 @@ def load_s2(
         Spatial chunk size in pixels, e.g. ``{"y": 1024, "x": 1024}``; time is always 1.
     engine
         ``"odc-stac"`` (default) or ``"stackstac"``: the same grid and values.
+    geobox
+        An exact output grid (:class:`odc.geo.geobox.GeoBox`); overrides ``crs``, ``bbox``
+        and ``resolution``. Use it to match another product pixel for pixel.
 
     Returns
     -------
@@ -382,9 +394,12 @@ def load_s2(
         raise NoItemsError("no items to load. Run cup4soil.search first and check it found some.")
     chunk = _chunks(chunks)
     plans = _plan(item_list, canon)
-    area, from_user = _area(items, plans, bbox)
-    target = _target_crs(crs, area, from_user, plans)
-    geobox = _geobox(area, target, res)
+    if geobox is None:
+        area, from_user = _area(items, plans, bbox)
+        target = _target_crs(crs, area, from_user, plans)
+        geobox = _geobox(area, target, res)
+    else:
+        target, res = geobox.crs, float(abs(geobox.resolution.x))
 
     loader = _load_odc if engine == "odc-stac" else _load_stackstac
     groups: dict[tuple[int, ...], list[_ItemPlan]] = defaultdict(list)
@@ -398,8 +413,7 @@ def load_s2(
             ds[band] = _harmonise(ds[band], off)
         # Label each time step with its solar day so parts can be merged.
         by_time = {np.datetime64(p.item.datetime.replace(tzinfo=None), "ns"): p for p in group}
-        day_of = {p.solar_day for p in group}
-        labels = [_nearest_day(t, by_time, day_of) for t in ds.time.values]
+        labels = [_nearest_day(t, by_time) for t in ds.time.values]
         parts.append(ds.assign_coords(solar_day=("time", labels)))
     cube = parts[0] if len(parts) == 1 else _merge_parts(parts, canon)
     cube = cube.sortby("time")
@@ -430,12 +444,9 @@ def load_s2(
     return cube
 
 
-def _nearest_day(t: np.datetime64, by_time: Mapping[np.datetime64, _ItemPlan],
-                 days: set[np.datetime64]) -> np.datetime64:
-    if t in by_time:
-        return by_time[t].solar_day
-    # Loaders may round timestamps; take the closest item.
-    best = min(by_time, key=lambda k: abs(k - t))
+def _nearest_day(t: np.datetime64, by_time: Mapping[np.datetime64, _ItemPlan]) -> np.datetime64:
+    """Solar day of the item acquired at (or, if loaders rounded it, closest to) time t."""
+    best = t if t in by_time else min(by_time, key=lambda k: abs(k - t))
     return by_time[best].solar_day
 
 

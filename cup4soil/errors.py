@@ -8,6 +8,7 @@ fix it, and never contains a storage key, token or signed URL.
 
 from __future__ import annotations
 
+import logging
 import re
 
 __all__ = [
@@ -22,13 +23,23 @@ __all__ = [
     "TimeRangeError",
 ]
 
-# Query strings of signed URLs carry credentials (Azure SAS ``sig=``, S3 ``X-Amz-Signature``).
-_QUERY = re.compile(r"(?P<url>(?:https?|s3|gs|az|abfs)://[^\s?'\"]+)\?[^\s'\"]*")
+# Query strings of signed URLs carry credentials (Azure SAS ``sig=``, S3 ``X-Amz-Signature``):
+# any ``?key=value...`` attached to a URL or path is removed.
+_QUERY = re.compile(r"(?P<url>[^\s?'\"]+)\?(?=[^\s'\"]*=)[^\s'\"]*")
 
 
 def redact(text: str) -> str:
-    """Remove the query string (where signing tokens live) from every URL in ``text``."""
+    """Remove query strings (where signing tokens live) from every URL or path in ``text``."""
     return _QUERY.sub(r"\g<url>", text)
+
+
+class RedactingFilter(logging.Filter):
+    """Logging filter that removes signing tokens from log records of third-party readers."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = redact(record.getMessage())
+        record.args = None
+        return True
 
 
 class Cup4SoilError(Exception):

@@ -35,7 +35,7 @@ def sample(tmp_path_factory: pytest.TempPathFactory) -> SampleCatalog:
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
 

@@ -161,7 +161,7 @@ def test_unreachable_api_is_a_catalog_error():
 
 
 def test_missing_static_folder(tmp_path):
-    with pytest.raises(CatalogError, match="no catalog.json"):
+    with pytest.raises(CatalogError, match=r"no catalog\.json"):
         cup4soil.search("oderbruch", "2020", catalog=tmp_path)
 
 

@@ -29,7 +29,7 @@ def _real_s2_l2a_items(shared: Path) -> list[pystac.Item]:
         *sorted((shared / "stac" / "odc-stac-tests").glob("*.json*")),
         *sorted((shared / "stac" / "odc-stac-tests").glob("*.geojson")),
         *sorted((shared / "stac" / "stac-geoparquet-tests").glob("*.json")),
-        shared / "s2_l2a" / "rio-tiler-pds_S2A_29RKH_20200219_0_L2A" / "S2A_29RKH_20200219_0_L2A.json",
+        shared / "s2_l2a/rio-tiler-pds_S2A_29RKH_20200219_0_L2A/S2A_29RKH_20200219_0_L2A.json",
     ]
     items = []
     for path in files:

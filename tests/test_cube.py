@@ -1,0 +1,205 @@
+"""load_s2 on the sample archive: laziness, engines, harmonisation, errors."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import dask
+import numpy as np
+import pystac
+import pytest
+import rasterio
+
+import cup4soil
+from cup4soil import _kernels, masks
+from cup4soil.errors import (
+    AssetReadError,
+    BandError,
+    CRSError,
+    NoItemsError,
+    ParameterError,
+)
+
+ENGINES = ["odc-stac", "stackstac"]
+
+
+@pytest.fixture(scope="module")
+def items(sample):
+    return cup4soil.search(sample.bbox, sample.time_range, catalog=sample.catalog)
+
+
+def _no_compute(*args, **kwargs):
+    raise AssertionError("a dask graph was computed while only building it")
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_building_the_cube_reads_nothing(items, monkeypatch, engine):
+    def no_open(*args, **kwargs):
+        raise AssertionError("a raster was opened while building the graph")
+
+    monkeypatch.setattr(rasterio, "open", no_open)
+    monkeypatch.setattr(rasterio.io.DatasetReader, "__init__", no_open)
+    with dask.config.set(scheduler=_no_compute):
+        cube = cup4soil.load_s2(items, engine=engine)
+        vpc = masks.valid_pixel_count(cube)
+    assert vpc.chunks is not None
+    assert all(isinstance(v.data, dask.array.Array) for v in cube.data_vars.values())
+
+
+def test_cube_layout(items, sample):
+    cube = cup4soil.load_s2(items)
+    assert list(cube.data_vars) == [*cup4soil._s2meta.REFLECTANCE_BANDS, "SCL"]
+    assert cube.B02.dims == ("time", "y", "x") and cube.B02.dtype == np.uint16
+    assert cube.SCL.dtype == np.uint8 and cube.B02.attrs["nodata"] == 0
+    assert cube.odc.geobox.crs == "EPSG:32633"  # UTM zone of the AOI
+    assert cube.rio.crs.to_epsg() == 32633
+    assert abs(cube.odc.geobox.resolution.x) == 20.0
+    # One time step per solar day; the duplicate delivery is one of them.
+    days = cube.time.values.astype("datetime64[D]")
+    assert len(set(days.tolist())) == cube.sizes["time"] == len(items)
+    assert cube.sza.dims == ("time",) and float(cube.sza.min()) > 20
+    assert (np.diff(cube.time.values) > np.timedelta64(0)).all()
+
+
+def test_target_crs_and_chunks(items):
+    cube = cup4soil.load_s2(items[:3], crs="EPSG:3035", resolution=30, chunks={"x": 16, "y": 16})
+    assert cube.odc.geobox.crs == "EPSG:3035"
+    assert cube.B03.data.chunksize == (1, 16, 16)
+
+
+@pytest.mark.parametrize("resolution", [20.0, 10.0])
+def test_engines_agree_on_grid_and_values(items, resolution):
+    sub = items[:6]
+    a = cup4soil.load_s2(sub, resolution=resolution, chunks={"x": 32, "y": 32})
+    b = cup4soil.load_s2(sub, resolution=resolution, engine="stackstac", chunks={"x": 32, "y": 32})
+    np.testing.assert_array_equal(a.x.values, b.x.values)
+    np.testing.assert_array_equal(a.y.values, b.y.values)
+    np.testing.assert_array_equal(a.time.values, b.time.values)
+    assert a.odc.geobox == b.odc.geobox
+    a, b = a.compute(), b.compute()
+    # No resampling for bands at their native resolution: identical values.
+    for band in ("B05", "B11", "SCL") if resolution == 20 else ("B02", "B08"):
+        np.testing.assert_array_equal(a[band].values, b[band].values, err_msg=band)
+    # stackstac's coordinates are plain enough for Zarr.
+    assert all(c.dtype != object for c in b.coords.values())
+
+
+def test_harmonised_series_is_consistent_across_baseline_04(items, sample):
+    cube = cup4soil.load_s2(items, bands=["B02", "B08", "SCL"])
+    valid = masks.valid(cube).compute()
+    wc = rasterio.open(sample.truth_dir / "worldcover.tif").read(1)[::2, ::2]
+    # The cube grid is wider than the sample raster; find the forest pixels in it.
+    gb = cube.odc.geobox
+    with rasterio.open(sample.truth_dir / "worldcover.tif") as src:
+        col0 = round((src.transform.c - gb.affine.c) / 20)
+        row0 = round((gb.affine.f - src.transform.f) / 20)
+    forest = np.zeros((cube.sizes["y"], cube.sizes["x"]), bool)
+    forest[row0:row0 + wc.shape[0], col0:col0 + wc.shape[1]] = wc == 10
+    b08 = cube.B08.values.astype(float)
+    new = cube.time.values >= np.datetime64("2022-01-25")
+    assert new.any() and (~new).any()
+    before = np.median(b08[~new][(valid.values[~new]) & forest[None]])
+    after = np.median(b08[new][(valid.values[new]) & forest[None]])
+    # Forest NIR is 2500 DN on both sides; without harmonisation "after" would be ~3500.
+    assert abs(before - 2500) < 60 and abs(after - before) < 60
+
+
+def test_duplicate_delivery_harmonises_to_the_same_values(sample):
+    root = Path(sample.root) / "sentinel-2-l2a"
+    dup = sorted(p for p in root.iterdir() if p.name.endswith("T120000"))
+    assert len(dup) == 1
+    stamp = dup[0].name.split("_")[2]
+    orig = [p for p in root.iterdir() if stamp in p.name and p != dup[0]]
+    a = pystac.Item.from_file(str(orig[0] / f"{orig[0].name}.json")).make_asset_hrefs_absolute()
+    b = pystac.Item.from_file(str(dup[0] / f"{dup[0].name}.json")).make_asset_hrefs_absolute()
+    assert a.properties["s2:processing_baseline"] < "04" <= b.properties["s2:processing_baseline"]
+    raw_a = rasterio.open(a.assets["B04"].href).read(1).astype(int)
+    raw_b = rasterio.open(b.assets["B04"].href).read(1).astype(int)
+    assert ((raw_b - raw_a)[raw_a > 0] == 1000).all()  # the files differ by the offset
+    ca = cup4soil.load_s2([a], bands=["B04", "B11"], bbox=sample.bbox).compute()
+    cb = cup4soil.load_s2([b], bands=["B04", "B11"], bbox=sample.bbox).compute()
+    np.testing.assert_array_equal(ca.B04.values, cb.B04.values)
+    np.testing.assert_array_equal(ca.B11.values, cb.B11.values)
+
+
+def test_shift_dn_keeps_nodata_and_clips():
+    dn = np.array([0, 1, 999, 1000, 1001, 65535], np.uint16)
+    np.testing.assert_array_equal(_kernels.shift_dn(dn, -1000), [0, 1, 1, 1, 1, 64535])
+    assert _kernels.shift_dn(dn, 0) is dn
+
+
+def _item(path_json: Path) -> pystac.Item:
+    return pystac.Item.from_file(str(path_json)).make_asset_hrefs_absolute()
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_unreadable_asset_names_href_without_token(items, tmp_path, engine):
+    broken = items[0].clone()
+    missing = tmp_path / "gone" / "B02.tif"
+    broken.assets["B02"].href = f"{missing}?se=2099&sig=TOPSECRETTOKEN"
+    cube = cup4soil.load_s2([broken], bands=["B02"], engine=engine)
+    with pytest.raises(AssetReadError) as info:
+        cube.compute()
+    text = str(info.value)
+    assert str(missing) in text and "TOPSECRETTOKEN" not in text and "se=2099" not in text
+
+
+def test_missing_band_is_named(items):
+    item = items[0].clone()
+    del item.assets["B8A"]
+    with pytest.raises(BandError, match=f"item '{item.id}' has no asset for band B8A"):
+        cup4soil.load_s2([item])
+
+
+def test_mixed_crs_without_target(shared_data):
+    import json
+
+    feats = json.loads((shared_data / "stac/extracted/pc_sentinel-2-l2a_2019-01-01_items.json")
+                       .read_text())["features"]
+    mixed = [pystac.Item.from_dict(f) for f in feats if f["properties"]["proj:epsg"]
+             in (32659, 32660)][:4]
+    assert len({cup4soil.cube._item_epsg(it) for it in mixed}) == 2
+    with pytest.raises(CRSError, match=r"several CRSs.*Pass crs="):
+        cup4soil.load_s2(mixed)
+    # With a target CRS the plan is made (nothing is read: these are remote assets).
+    cube = cup4soil.load_s2(mixed, crs="EPSG:32660", resolution=200)
+    assert cube.odc.geobox.crs == "EPSG:32660"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"resolution": 0}, ParameterError, "positive pixel size"),
+        ({"resolution": -20}, ParameterError, "positive pixel size"),
+        ({"resolution": "fine"}, ParameterError, "not a number"),
+        ({"engine": "gdal"}, ParameterError, "engine='gdal' is unknown"),
+        ({"bands": ["B02", "NDVI"]}, BandError, "not a cup4soil band"),
+        ({"crs": "EPSG:nope"}, CRSError, "not a coordinate reference system"),
+        ({"chunks": {"time": 4}}, ParameterError, "must be 1"),
+    ],
+)
+def test_bad_cube_input(items, kwargs, error, message):
+    with pytest.raises(error, match=message):
+        cup4soil.load_s2(items, **kwargs)
+
+
+def test_no_items():
+    with pytest.raises(NoItemsError, match="no items to load"):
+        cup4soil.load_s2([])
+
+
+def test_sun_zenith_from_item_metadata(items):
+    cube = cup4soil.load_s2(items)
+    expected = [it.properties["s2:mean_solar_zenith"] for it in items]
+    np.testing.assert_allclose(cube.sza.values, expected, rtol=1e-5)
+    when = [dt.datetime.fromisoformat(str(t)[:19]) for t in cube.time.values]
+    assert when == [it.datetime.replace(tzinfo=None) for it in items]
+
+
+def test_reader_logs_carry_no_token(items, tmp_path, caplog):
+    broken = items[0].clone()
+    broken.assets["B02"].href = f"{tmp_path}/gone.tif?sv=1&sig=LOGGEDSECRET"
+    with pytest.raises(AssetReadError):
+        cup4soil.load_s2([broken], bands=["B02"]).compute()
+    assert "LOGGEDSECRET" not in caplog.text
