@@ -243,6 +243,9 @@ def _load_odc(
         resampling=_resampling(bands, resolution),
         driver=_odc_driver(),
         fail_on_error=True,
+        # Overviews may be built by nearest (they are in real archives): averaging 10 m to
+        # 20 m must read the full-resolution pixels, as SCMaP prescribes.
+        use_overviews=False,
     )
 
 
