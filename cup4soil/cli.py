@@ -105,7 +105,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     t = step("cube + mask graph", t)
     product = vpc.to_dataset()
     product["n_scenes"] = (cube["SCL"] != 0).sum("time").astype("uint16")
-    product["n_scenes"].attrs.update(long_name="scenes with data", units="1")
+    product["n_scenes"].attrs = {"long_name": "scenes with data", "units": "1"}
     product.attrs.update({
         "title": "cup4soil demo: SCMaP valid pixel count",
         "source_catalog": str(sample.catalog),

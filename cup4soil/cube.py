@@ -312,7 +312,8 @@ def _load_stackstac(
     coords = xr_coords(geobox, crs_coord_name="spatial_ref")
     ds = ds.assign_coords(y=coords["y"], x=coords["x"], spatial_ref=coords["spatial_ref"])
     for v in ds.data_vars.values():
-        v.attrs["nodata"] = 0
+        # stackstac's attrs (RasterSpec, Affine) are not serialisable; the grid is in coords.
+        v.attrs = {"nodata": 0}
     return ds
 
 

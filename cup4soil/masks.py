@@ -104,14 +104,14 @@ def valid(
     if "sza" in cube.coords or "sza" in cube.data_vars:
         # NaN (unknown) sun zenith does not invalidate an observation.
         mask = mask & ~(cube["sza"] > max_sun_zenith)
-    mask.attrs.update({
+    mask.attrs = ({
         "long_name": "SCMaP valid observation",
         "cloud_buffer_m": float(buffer_m),
         "cloud_buffer_px": radius,
         "max_sun_zenith_deg": float(max_sun_zenith),
         "invalid_scl": list(invalid_scl),
         "cloud_scl": list(cloud_scl),
-    })
+    })  # replaced, not updated: SCL's nodata attribute does not apply to a mask
     return mask.transpose(*scl.dims)
 
 
@@ -122,5 +122,5 @@ def valid_pixel_count(cube: xr.Dataset, **kwargs: object) -> xr.DataArray:
     """
     vpc = valid(cube, **kwargs).sum("time").astype("uint16")  # type: ignore[arg-type]
     vpc.name = "VPC"
-    vpc.attrs.update(long_name="valid pixel count", units="1")
+    vpc.attrs = {"long_name": "valid pixel count", "units": "1"}
     return vpc

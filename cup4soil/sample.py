@@ -423,7 +423,7 @@ class _Generator:
         return {
             "driver": "COG", "dtype": dtype, "count": 1, "width": n, "height": n,
             "crs": f"EPSG:{CRS_EPSG}", "nodata": 0, "compress": "deflate",
-            "blocksize": 256 if n > 256 else 128 if n > 128 else 64,
+            "blocksize": 256 if n > 256 else 128,  # GDAL's COG driver needs >= 128
             "transform": Affine(res, 0, self.x0, 0, -res, self.y0),
         }
 

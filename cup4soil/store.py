@@ -65,8 +65,9 @@ def _zarr_ready(ds: xr.Dataset) -> xr.Dataset:
     for name, var in out.variables.items():
         # The writer owns encodings: stale ones from a source file can conflict.
         var.encoding = {k: v for k, v in var.encoding.items() if k in ("dtype", "_FillValue")}
-        if name in out.data_vars and "nodata" in var.attrs and np.issubdtype(var.dtype, np.integer):
-            var.encoding["_FillValue"] = var.attrs["nodata"]
+        if name in out.data_vars and np.issubdtype(var.dtype, np.integer):
+            # Counts have no nodata: 0 is a value, not a fill (xarray would mask it).
+            var.encoding["_FillValue"] = var.attrs.get("nodata")
     return out
 
 
@@ -146,5 +147,10 @@ def open(
         # zarr notes the completion marker as an unknown object in the hierarchy; it is ours.
         warnings.filterwarnings("ignore", message=".*is not recognized as a component")
         return xr.open_zarr(
-            url, consolidated=False, storage_options=None if _is_local(url) else storage_options
-    )
+            url,
+            consolidated=False,
+            storage_options=None if _is_local(url) else storage_options,
+            # Integer products stay integer: nodata is a value named by its attribute, as
+            # odc-stac and rioxarray users handle DN cubes (not NaN-masked floats).
+            mask_and_scale=False,
+        )

@@ -27,7 +27,9 @@ def _slow_valid(scl: np.ndarray, nodata: np.ndarray, radius: int) -> np.ndarray:
             for j in range(w):
                 if scl[k, i, j] in (0, 1, 2, 3, 7, 8, 9, 10, 11) or nodata[k, i, j]:
                     continue
-                window = scl[k, max(0, i - radius):i + radius + 1, max(0, j - radius):j + radius + 1]
+                rows = slice(max(0, i - radius), i + radius + 1)
+                cols = slice(max(0, j - radius), j + radius + 1)
+                window = scl[k, rows, cols]
                 out[k, i, j] = not np.isin(window, (3, 8, 9, 10)).any()
     return out
 
@@ -52,7 +54,7 @@ def test_valid_kernel_matches_reference(scl, radius, data):
     cy=st.integers(6, 12), cx=st.integers(6, 12), radius=st.integers(1, 5),
 )
 def test_dilation_is_exact_across_chunk_borders(scl, cy, cx, radius):
-    t, h, w = scl.shape
+    _, h, w = scl.shape
     res = 100.0 / radius
     x = np.arange(w) * res
     cube = xr.Dataset(
