@@ -227,18 +227,9 @@ def _search_api(
     import pystac_client
     import requests
 
-    kwargs: dict[str, Any] = {}
-    optical = collections and all("sentinel-2" in c or "s2" in c.lower() for c in collections)
-    if max_cloud_cover is not None and optical:
-        if cloud_filter == "cql2":
-            kwargs["filter"] = {
-                "op": "<=", "args": [{"property": "eo:cloud_cover"}, float(max_cloud_cover)]
-            }
-            kwargs["filter_lang"] = "cql2-json"
-        else:
-            kwargs["query"] = {"eo:cloud_cover": {"lte": float(max_cloud_cover)}}
     try:
         client = pystac_client.Client.open(url, modifier=_signer(signer))
+        kwargs = _cloud_filter(client, collections, max_cloud_cover, cloud_filter)
         found = client.search(
             collections=list(collections) or None,
             intersects=shapely.geometry.mapping(geom),
@@ -255,6 +246,26 @@ def _search_api(
     if not items:
         _check_api_coverage(client, collections, geom, url)
     return items
+
+
+def _cloud_filter(
+    client: Any, collections: tuple[str, ...], max_cloud_cover: float | None, prefer: str
+) -> dict[str, Any]:
+    """Server-side cloud filter in the dialect the API declares (the client re-checks)."""
+    from pystac_client.conformance import ConformanceClasses
+
+    optical = collections and all("sentinel-2" in c or "s2" in c.lower() for c in collections)
+    if max_cloud_cover is None or not optical:  # radar items have no eo:cloud_cover
+        return {}
+    cql2 = {"filter": {"op": "<=", "args": [{"property": "eo:cloud_cover"},
+                                            float(max_cloud_cover)]},
+            "filter_lang": "cql2-json"}
+    query = {"query": {"eo:cloud_cover": {"lte": float(max_cloud_cover)}}}
+    has_filter = client.conforms_to(ConformanceClasses.FILTER)
+    has_query = client.conforms_to(ConformanceClasses.QUERY)
+    if has_filter and (prefer == "cql2" or not has_query):
+        return cql2
+    return query if has_query else {}
 
 
 def _check_api_coverage(

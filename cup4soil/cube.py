@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ import xarray as xr
 from odc.geo.crs import CRS
 from odc.geo.geobox import GeoBox
 from odc.geo.geom import Geometry
+from rasterio.errors import NotGeoreferencedWarning
 from shapely.geometry.base import BaseGeometry
 
 from . import _kernels, _s2meta
@@ -35,6 +37,9 @@ from .errors import AssetReadError, CRSError, NoItemsError, ParameterError, Reda
 __all__ = ["load_s2"]
 
 Engine = Literal["odc-stac", "stackstac"]
+
+# odc-loader reprojects into plain arrays, which rasterio reports as "not georeferenced".
+warnings.filterwarnings("ignore", category=NotGeoreferencedWarning, module=r"rasterio\.warp")
 
 # odc-loader logs failed reads with the full (possibly signed) URL.
 for _name in ("odc.loader._rio", "odc.loader", "stackstac"):
