@@ -54,6 +54,29 @@ def dilate(mask: np.ndarray, radius: int) -> np.ndarray:
     return ndimage.maximum_filter(mask.astype(np.uint8), size=size, mode="constant", cval=0) > 0
 
 
+def cloud_buffer(scl: np.ndarray, radius: int, cloud_scl: Iterable[int] = CLOUD_SCL) -> np.ndarray:
+    """True within ``radius`` pixels (square) of a cloud, shadow or cirrus pixel."""
+    return dilate(scl_in(scl, cloud_scl), radius)
+
+
+def any_nodata(*bands: np.ndarray) -> np.ndarray:
+    """True where any of the bands is 0 (nodata)."""
+    out = np.zeros(bands[0].shape, dtype=bool)
+    for band in bands:
+        out |= band == 0
+    return out
+
+
+def valid_from_parts(
+    scl: np.ndarray,
+    buffered_clouds: np.ndarray,
+    *bands: np.ndarray,
+    invalid_scl: Iterable[int] = INVALID_SCL,
+) -> np.ndarray:
+    """Validity given the (already dilated) cloud buffer: usable class, data, no cloud."""
+    return ~(scl_in(scl, invalid_scl) | any_nodata(*bands) | buffered_clouds)
+
+
 def valid_mask(
     scl: np.ndarray,
     nodata: np.ndarray,
@@ -62,7 +85,7 @@ def valid_mask(
     invalid_scl: Iterable[int] = INVALID_SCL,
     cloud_scl: Iterable[int] = CLOUD_SCL,
 ) -> np.ndarray:
-    """SCMaP validity of each observation, before the sun-zenith limit.
+    """SCMaP validity of each observation of a whole array, before the sun-zenith limit.
 
     Parameters
     ----------
@@ -73,5 +96,5 @@ def valid_mask(
     radius
         Cloud buffer in pixels (100 m at 20 m resolution = 5 px: an 11 x 11 square).
     """
-    cloud = dilate(scl_in(scl, cloud_scl), radius)
+    cloud = cloud_buffer(scl, radius, cloud_scl)
     return ~(scl_in(scl, invalid_scl) | nodata | cloud)

@@ -325,10 +325,20 @@ def _load_stackstac(
 # ------------------------------------------------------------------------------- harmonise
 
 
-def _harmonise(da: xr.DataArray, offset: int) -> xr.DataArray:
-    if offset == 0:
+def _shift_block(block: np.ndarray, offsets: np.ndarray, block_info: Any = None) -> np.ndarray:
+    """Shift each time slice of a (time, y, x) block by its own DN offset."""
+    t0, t1 = block_info[0]["array-location"][0]
+    out = block.copy()
+    for i, off in enumerate(offsets[t0:t1]):
+        out[i] = _kernels.shift_dn(block[i], int(off))
+    return out
+
+
+def _harmonise(da: xr.DataArray, offsets: np.ndarray) -> xr.DataArray:
+    """Apply one DN offset per time step (one task layer, fused with the reads)."""
+    if not np.any(offsets):
         return da
-    data = dsa.map_blocks(_kernels.shift_dn, da.data, offset, dtype=da.dtype)
+    data = dsa.map_blocks(_shift_block, da.data, np.asarray(offsets), dtype=da.dtype)
     return da.copy(data=data)
 
 
@@ -411,21 +421,27 @@ def load_s2(
         target, res = geobox.crs, float(abs(geobox.resolution.x))
 
     loader = _load_odc if engine == "odc-stac" else _load_stackstac
+    day_offsets: dict[np.datetime64, set[tuple[int, ...]]] = defaultdict(set)
+    for p in plans:
+        day_offsets[p.solar_day].add(p.offsets)
+    # Usually every solar day has one DN offset: load once, shift per time step. A day that
+    # mixes baselines (tiles processed differently) is loaded per offset and fused.
     groups: dict[tuple[int, ...], list[_ItemPlan]] = defaultdict(list)
     for p in plans:
-        groups[p.offsets].append(p)
+        mixed = len(day_offsets[p.solar_day]) > 1
+        groups[p.offsets if mixed else ()].append(p)
     parts = []
-    for offsets, group in groups.items():
+    for key, group in groups.items():
         group.sort(key=lambda p: (p.item.datetime, p.item.id))
         ds = loader([p.item for p in group], canon, geobox, res, chunk)
-        for band, off in zip(canon, offsets, strict=True):
-            ds[band] = _harmonise(ds[band], off)
-        # Label each time step with its solar day so parts can be merged.
+        # Label each time step with its solar day, which fixes its offsets.
         by_time = {np.datetime64(p.item.datetime.replace(tzinfo=None), "ns"): p for p in group}
         labels = [_nearest_day(t, by_time) for t in ds.time.values]
+        per_time = [key or next(iter(day_offsets[d])) for d in labels]
+        for i, band in enumerate(canon):
+            ds[band] = _harmonise(ds[band], np.array([offs[i] for offs in per_time]))
         parts.append(ds.assign_coords(solar_day=("time", labels)))
-    cube = parts[0] if len(parts) == 1 else _merge_parts(parts, canon)
-    cube = cube.sortby("time")
+    cube = parts[0] if len(parts) == 1 else _merge_parts(parts, canon).sortby("time")
     days = cube["solar_day"].values
     sza = []
     for d in days:

@@ -82,24 +82,25 @@ def valid(
         raise BandError("the cube has no reflectance band to tell nodata from data.")
     radius = cloud_buffer_pixels(_resolution(cube), buffer_m)
     scl = cube["SCL"]
-    nodata = (cube[refl[0]] == 0)
-    for b in refl[1:]:
-        nodata = nodata | (cube[b] == 0)
 
-    def kernel(scl_block: np.ndarray, nodata_block: np.ndarray) -> np.ndarray:
-        return _kernels.valid_mask(
-            scl_block, nodata_block, radius=radius, invalid_scl=invalid_scl, cloud_scl=cloud_scl
-        )
-
+    bands_data = [cube[b].transpose(*scl.dims).data for b in refl]
     if isinstance(scl.data, dsa.Array):
-        nd = nodata.data.rechunk(scl.data.chunks)
-        depth = {0: 0, 1: radius, 2: radius}
-        data = dsa.map_overlap(
-            kernel, scl.data, nd, depth=depth, boundary="none", dtype=bool, trim=True,
-            align_arrays=False,
+        # Only the SCL needs the overlap (the buffer); the bands' nodata is blockwise.
+        clouds = dsa.map_overlap(
+            _kernels.cloud_buffer, scl.data, depth={0: 0, 1: radius, 2: radius},
+            boundary="none", dtype=bool, trim=True, radius=radius, cloud_scl=tuple(cloud_scl),
+        ).rechunk(scl.data.chunks)  # map_overlap may have grown chunks smaller than radius
+        args = [dsa.asarray(a).rechunk(scl.data.chunks) for a in bands_data]
+        data = dsa.map_blocks(
+            _kernels.valid_from_parts, scl.data, clouds, *args, dtype=bool,
+            invalid_scl=tuple(invalid_scl),
         )
     else:
-        data = kernel(np.asarray(scl.data), np.asarray(nodata.data))
+        scl_np = np.asarray(scl.data)
+        data = _kernels.valid_from_parts(
+            scl_np, _kernels.cloud_buffer(scl_np, radius, cloud_scl),
+            *(np.asarray(a) for a in bands_data), invalid_scl=invalid_scl,
+        )
     mask = xr.DataArray(data, coords=scl.coords, dims=scl.dims, name="valid")
     if "sza" in cube.coords or "sza" in cube.data_vars:
         # NaN (unknown) sun zenith does not invalidate an observation.
