@@ -98,3 +98,105 @@ def valid_mask(
     """
     cloud = cloud_buffer(scl, radius, cloud_scl)
     return ~(scl_in(scl, invalid_scl) | nodata | cloud)
+
+
+# ------------------------------------------------------------------------------------ SCMaP
+
+#: Consistency factor of the normalised median absolute deviation.
+NMAD_FACTOR = 1.4826
+#: WorldCover classes never counted as bare soil: built-up, permanent water.
+WC_NOT_BARE: tuple[int, ...] = (50, 80)
+#: WorldCover classes of MASK = 3 ("other surface").
+WC_OTHER: tuple[int, ...] = (0, 50, 70, 80, 90, 95)
+
+
+def normalized_difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(a - b) / (a + b) in float32; NaN where the denominator is 0."""
+    a = a.astype(np.float32)
+    b = b.astype(np.float32)
+    den = a + b
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(den != 0, (a - b) / den, np.float32(np.nan)).astype(np.float32)
+
+
+def pvir2(b04: np.ndarray, b08: np.ndarray, b12: np.ndarray) -> np.ndarray:
+    """PVIR2 = NDVI + NBR with NDVI = (B08 - B04)/(B08 + B04), NBR = (B08 - B12)/(B08 + B12)."""
+    return normalized_difference(b08, b04) + normalized_difference(b08, b12)
+
+
+def masked_median(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Median over axis 0 of the values where ``mask`` is True (NaN where none), float64.
+
+    Exact, vectorised: masked-out values are sorted to the end, then the middle one (or the
+    mean of the two middle ones, numpy's convention) is taken per pixel.
+    """
+    data = np.where(mask, values.astype(np.float64), np.inf)
+    data.sort(axis=0)
+    n = mask.sum(axis=0)
+    lo = np.clip((n - 1) // 2, 0, None)
+    hi = np.clip(n // 2, 0, None)
+    a = np.take_along_axis(data, lo[None], axis=0)[0]
+    b = np.take_along_axis(data, hi[None], axis=0)[0]
+    with np.errstate(invalid="ignore"):
+        med = (a + b) / 2
+    return np.where(n > 0, med, np.nan)
+
+
+def nmad_upper_limit(b02: np.ndarray, mask: np.ndarray, sigma: float,
+                     min_excess: float = 80.0) -> np.ndarray:
+    """Upper B02 limit above which an observation is an outlier (SCMaP's NMAD test).
+
+    An observation is an outlier if ``B02 > med + sigma * nmad`` **and** ``B02 > med +
+    min_excess``, i.e. if it exceeds the larger of the two. ``med`` and ``nmad = 1.4826 *
+    median(|B02 - med|)`` are taken over the masked observations; +inf where there are none.
+    """
+    med = masked_median(b02, mask)
+    dev = np.abs(b02.astype(np.float64) - med[None])
+    nmad = NMAD_FACTOR * masked_median(dev, mask)
+    limit = np.maximum(med + sigma * nmad, med + min_excess)
+    return np.where(np.isnan(limit), np.inf, limit)
+
+
+class Moments:
+    """Combinable per-pixel count, mean and sum of squared deviations (Welford/Chan).
+
+    Numerically stable where raw sums of squares of DNs (~10^7 each) would lose the small
+    variance of a bare soil pixel.
+
+    Parameters
+    ----------
+    shape
+        Shape of one observation, e.g. ``(bands, y, x)``.
+    """
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        self.n = np.zeros(shape[-2:], dtype=np.int32)
+        self.mean = np.zeros(shape, dtype=np.float64)
+        self.m2 = np.zeros(shape, dtype=np.float64)
+
+    def add(self, x: np.ndarray, mask: np.ndarray) -> None:
+        """Add one observation ``x`` (``shape``) where ``mask`` (y, x) is True."""
+        n_new = self.n + mask
+        with np.errstate(divide="ignore", invalid="ignore"):
+            w = np.where(mask, 1.0 / np.maximum(n_new, 1), 0.0)
+        delta = x - self.mean
+        self.mean += delta * w
+        self.m2 += np.where(mask, delta * (x - self.mean), 0.0)
+        self.n = n_new
+
+    def merge(self, other: Moments) -> Moments:
+        """Chan's parallel combination of two partial results."""
+        out = Moments(self.mean.shape)
+        n = self.n + other.n
+        out.n = n
+        with np.errstate(divide="ignore", invalid="ignore"):
+            frac = np.where(n > 0, other.n / np.maximum(n, 1), 0.0)
+        delta = other.mean - self.mean
+        out.mean = self.mean + delta * frac
+        out.m2 = self.m2 + other.m2 + delta**2 * self.n * frac
+        return out
+
+    def std(self) -> np.ndarray:
+        """Sample standard deviation (n - 1, like openEO's ``sd``); NaN where n < 2."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(self.n >= 2, np.sqrt(np.maximum(self.m2, 0) / (self.n - 1)), np.nan)

@@ -1,0 +1,581 @@
+"""SCMaP: DLR's Soil Composite Mapping Processor on Dask.
+
+:func:`composite` turns a harmonised Sentinel-2 cube (from :func:`cup4soil.load_s2`) into
+the SoilSuite products -- valid and bare-soil counts (VPC, BSC), bare-soil frequency (BSF),
+the soil reflectance composite (SRC, SRC_STD, SRC_CI95), the mean reflectance composite
+(MREF, MREF_STD) and the MASK -- with the semantics of ``shared/docs/scmap.md``.
+
+Engine. One task per spatial block streams its own time slices twice:
+
+1. SCL (with a halo for the 100 m cloud buffer), B04, B08, B12 and every band's nodata give
+   the valid and bare flags of each observation; only B02 and the flags are kept, and the
+   per-pixel NMAD outlier limits come from their exact medians;
+2. the ten bands are read again, one time slice at a time, into combinable moments
+   (count, mean, squared deviations; Welford/Chan, stable in float64).
+
+A block never holds its 11-band time series, and the second pass re-reads its input instead
+of keeping the first pass's blocks alive (in one Dask graph shared input blocks would stay in
+memory from the first pass to the second, growing with the number of scenes). The block
+size is chosen from the number of scenes and a memory budget, so peak memory per task stays
+flat as the series grows.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import dask
+import dask.array as dsa
+import numpy as np
+import xarray as xr
+from odc.geo.geobox import GeoBox
+
+from . import _kernels
+from ._s2meta import REFLECTANCE_BANDS, SCL
+from .errors import BandError, Cup4SoilError, ParameterError
+from .masks import cloud_buffer_pixels
+
+__all__ = ["DLR_THRESHOLD_URL", "PRODUCTS", "composite", "to_soilsuite"]
+
+PRODUCTS: tuple[str, ...] = (
+    "SRC", "SRC_STD", "SRC_CI95", "MREF", "MREF_STD", "VPC", "BSC", "BSF", "MASK",
+)
+_BAND_PRODUCTS = ("SRC", "SRC_STD", "SRC_CI95", "MREF", "MREF_STD")
+#: DLR's published PVIR2 threshold raster for Europe (EPSG:4326, south-up).
+DLR_THRESHOLD_URL = (
+    "https://raw.githubusercontent.com/Schiggebam/dlr_scmap_resources/refs/heads/main/"
+    "th_S2_s2cr_buffered_cog.tif"
+)
+#: Environment variable naming a local copy of the DLR threshold raster (offline runs).
+THRESHOLD_ENV = "CUP4SOIL_DLR_THRESHOLD"
+#: Default memory budget of one block task, bytes.
+DEFAULT_TASK_MEMORY = 192 * 2**20
+#: Bytes held per pixel and scene by the first pass (B02, flags, sorted float64 copies).
+_BYTES_PER_PIXEL_SCENE = 28
+
+
+class ThresholdError(Cup4SoilError, ValueError):
+    """The PVIR2 threshold cannot be read or does not cover the cube."""
+
+
+@dataclass(frozen=True)
+class _Params:
+    """Frozen parameters that travel to every block task."""
+
+    nmad_sigma: float
+    mref_nmad_sigma: float
+    min_bare: int
+    max_sun_zenith: float
+    radius: int
+    products: tuple[str, ...]
+    bands: tuple[str, ...] = REFLECTANCE_BANDS
+
+    @property
+    def need_src(self) -> bool:
+        return any(p in self.products for p in ("SRC", "SRC_STD", "SRC_CI95"))
+
+    @property
+    def need_mref(self) -> bool:
+        return any(p in self.products for p in ("MREF", "MREF_STD"))
+
+
+# ------------------------------------------------------------------------------- threshold
+
+
+@dataclass(frozen=True)
+class _RasterThreshold:
+    """A threshold raster held in memory (north-up), reprojected per block."""
+
+    data: np.ndarray
+    transform: Any
+    crs: str
+
+    def on(self, geobox: GeoBox) -> np.ndarray:
+        from rasterio.warp import Resampling, reproject
+
+        out = np.full(geobox.shape, np.nan, dtype=np.float32)
+        reproject(
+            self.data, out, src_transform=self.transform, src_crs=self.crs, src_nodata=np.nan,
+            dst_transform=geobox.affine, dst_crs=str(geobox.crs), dst_nodata=np.nan,
+            resampling=Resampling.bilinear,
+        )
+        return out
+
+
+def _dlr_threshold_path() -> Path:
+    env = os.environ.get(THRESHOLD_ENV)
+    if env:
+        path = Path(env).expanduser()
+        if not path.is_file():
+            raise ThresholdError(f"{THRESHOLD_ENV}={env} does not name a file.")
+        return path
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "cup4soil"
+    path = cache / "th_S2_s2cr_buffered_cog.tif"
+    if not path.is_file():
+        cache.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".part")
+        try:
+            with urllib.request.urlopen(DLR_THRESHOLD_URL, timeout=60) as resp:
+                tmp.write_bytes(resp.read())
+        except OSError as exc:
+            raise ThresholdError(
+                f"could not fetch DLR's threshold raster from {DLR_THRESHOLD_URL} ({exc}). "
+                f"Offline, set {THRESHOLD_ENV} to a local copy, or pass threshold=<path|float>."
+            ) from None
+        tmp.replace(path)  # a complete file or none
+    return path
+
+
+def _read_threshold_raster(source: str | os.PathLike[str]) -> _RasterThreshold:
+    import rasterio
+    from rasterio.transform import Affine
+
+    try:
+        with rasterio.open(source) as src:
+            data = src.read(1).astype(np.float32)
+            transform, crs, nodata = src.transform, src.crs, src.nodata
+    except rasterio.RasterioIOError as exc:
+        raise ThresholdError(f"could not read the threshold raster {source}: {exc}") from None
+    if nodata is not None:
+        data[data == nodata] = np.nan
+    if transform.e > 0:
+        # DLR's raster is south-up (positive y pixel size): flip it to north-up.
+        data = data[::-1].copy()
+        transform = Affine(transform.a, transform.b, transform.c, transform.d, -transform.e,
+                           transform.f + transform.e * data.shape[0])
+    return _RasterThreshold(data, transform, crs.to_string() if crs else "EPSG:4326")
+
+
+def _check_covers(thr: _RasterThreshold, geobox: GeoBox) -> None:
+    from odc.geo.geom import box
+
+    h, w = thr.data.shape
+    t = thr.transform
+    raster = box(t.c, t.f + t.e * h, t.c + t.a * w, t.f, thr.crs)
+    extent = geobox.extent.to_crs(thr.crs)
+    if not raster.contains(extent):
+        b = raster.boundingbox
+        raise ThresholdError(
+            f"the threshold raster (covering {b.left:.2f}..{b.right:.2f}, {b.bottom:.2f}.."
+            f"{b.top:.2f} in {thr.crs}) does not cover the cube. DLR's raster covers Europe "
+            "only; elsewhere pass threshold=<float> or your own raster."
+        )
+
+
+def _resolve_threshold(threshold: Any, cube: xr.Dataset, geobox: GeoBox) -> Any:
+    """A float, a DataArray on the cube grid, or a _RasterThreshold."""
+    if isinstance(threshold, (int, float)) and not isinstance(threshold, bool):
+        if not math.isfinite(threshold):
+            raise ParameterError(f"threshold={threshold} must be a finite PVIR2 value.")
+        return float(threshold)
+    if isinstance(threshold, xr.DataArray):
+        if threshold.dims == ("y", "x") and threshold.shape == (cube.sizes["y"], cube.sizes["x"]) \
+                and np.allclose(threshold.x, cube.x) and np.allclose(threshold.y, cube.y):
+            return threshold.astype("float32")
+        try:
+            return threshold.odc.reproject(geobox, resampling="bilinear").astype("float32")
+        except Exception as exc:
+            raise ThresholdError(
+                f"the threshold DataArray could not be put on the cube grid ({exc}). Give it "
+                "a CRS (rioxarray/odc-geo) or the cube's y/x coordinates."
+            ) from None
+    if isinstance(threshold, (str, os.PathLike)):
+        source = _dlr_threshold_path() if str(threshold) == "dlr-europe" else threshold
+        raster = _read_threshold_raster(source)
+        _check_covers(raster, geobox)
+        return raster
+    raise ParameterError(
+        f"threshold={threshold!r} is not a float, a DataArray, a raster path/URL or "
+        "'dlr-europe'."
+    )
+
+
+# ------------------------------------------------------------------------------ block task
+
+
+class _Source:
+    """The lazy arrays of one spatial block, hidden from Dask's dependency tracking so that
+    the task reads its time slices itself, one at a time, when it needs them."""
+
+    def __init__(self, arrays: dict[str, Any]) -> None:
+        self.arrays = arrays
+
+    def read(self, t: int, names: Sequence[str]) -> dict[str, np.ndarray]:
+        parts = [self.arrays[n][t] for n in names]
+        values = dask.compute(*parts, scheduler="synchronous")
+        return {n: np.asarray(v) for n, v in zip(names, values, strict=True)}
+
+
+def _composite_block(
+    source: _Source,
+    core: _Source,
+    halo: tuple[int, int, int, int],
+    threshold: Any,
+    worldcover: np.ndarray | None,
+    sza: np.ndarray,
+    params: _Params,
+) -> dict[str, np.ndarray]:
+    """All products of one spatial block (pure NumPy inside; reads through the sources)."""
+    top, bottom, left, right = halo
+    n_t = len(sza)
+    thr = threshold if isinstance(threshold, np.ndarray) else None
+    first = source.read(0, [SCL])[SCL]
+    h = first.shape[0] - top - bottom
+    w = first.shape[1] - left - right
+    core_sl = (slice(top, top + h), slice(left, left + w))
+    if thr is None:
+        thr = np.full((h, w), threshold, dtype=np.float32)
+    not_bare_cover = (
+        np.isin(worldcover, _kernels.WC_NOT_BARE) if worldcover is not None
+        else np.zeros((h, w), bool)
+    )
+    names = [SCL, *params.bands]
+    b02 = np.zeros((n_t, h, w), dtype=np.uint16)
+    valid = np.zeros((n_t, h, w), dtype=bool)
+    bare = np.zeros((n_t, h, w), dtype=bool)
+    below = np.zeros((h, w), dtype=bool)
+    for t in range(n_t):  # pass 1: flags and B02 only
+        s = source.read(t, names)
+        clouds = _kernels.cloud_buffer(s[SCL], params.radius)[core_sl]
+        scl = s[SCL][core_sl]
+        bands = {b: s[b][core_sl] for b in params.bands}
+        v = _kernels.valid_from_parts(scl, clouds, *bands.values())
+        if sza[t] > params.max_sun_zenith:  # NaN (unknown) does not invalidate
+            v[:] = False
+        p = _kernels.pvir2(bands["B04"], bands["B08"], bands["B12"])
+        with np.errstate(invalid="ignore"):
+            bare[t] = v & (p <= thr) & ~not_bare_cover
+            below |= v & (p < thr)
+        valid[t] = v
+        b02[t] = bands["B02"]
+    vpc = valid.sum(axis=0).astype(np.uint16)
+    bare &= b02 <= _kernels.nmad_upper_limit(b02, bare, params.nmad_sigma)
+    if params.need_mref:
+        valid &= b02 <= _kernels.nmad_upper_limit(b02, valid, params.mref_nmad_sigma)
+    del b02
+    bsc_raw = bare.sum(axis=0)
+    enough = bsc_raw >= params.min_bare
+    out: dict[str, np.ndarray] = {"VPC": vpc}
+    out["BSC"] = np.where(enough, bsc_raw, 0).astype(np.uint16)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out["BSF"] = np.where(enough & (vpc > 0), bsc_raw / np.maximum(vpc, 1), np.nan).astype(
+            np.float32)
+    mask = np.zeros((h, w), dtype=np.uint8)
+    mask[(vpc > 0) & ~below] = 2
+    mask[enough] = 1
+    if worldcover is not None:
+        mask[np.isin(worldcover, _kernels.WC_OTHER)] = 3
+    out["MASK"] = mask
+
+    if params.need_src or params.need_mref:  # pass 2: the bands again, one slice at a time
+        shape = (len(params.bands), h, w)
+        m_bare = _kernels.Moments(shape)
+        m_valid = _kernels.Moments(shape) if params.need_mref else None
+        for t in range(n_t):
+            if not (bare[t].any() or (m_valid is not None and valid[t].any())):
+                continue  # nothing to add: skip the read
+            s = core.read(t, params.bands)
+            x = np.stack([s[b] for b in params.bands]).astype(np.float64)
+            m_bare.add(x, bare[t])
+            if m_valid is not None:
+                m_valid.add(x, valid[t])
+        if params.need_src:
+            keep = enough[None]
+            std = m_bare.std()
+            out["SRC"] = np.where(keep, m_bare.mean, np.nan).astype(np.float32)
+            out["SRC_STD"] = np.where(keep, std, np.nan).astype(np.float32)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                ci = 1.96 * std / np.sqrt(np.maximum(m_bare.n, 1))
+            out["SRC_CI95"] = np.where(keep, ci, np.nan).astype(np.float32)
+        if m_valid is not None:
+            has = (m_valid.n > 0)[None]
+            out["MREF"] = np.where(has, m_valid.mean, np.nan).astype(np.float32)
+            out["MREF_STD"] = np.where(has, m_valid.std(), np.nan).astype(np.float32)
+    return out
+
+
+# ----------------------------------------------------------------------------- orchestration
+
+
+def _auto_block(n_time: int, shape: tuple[int, int], budget: int) -> int:
+    """Side of a square block whose first pass fits the memory budget."""
+    pixels = budget / (_BYTES_PER_PIXEL_SCENE * max(n_time, 1))
+    side = int(math.sqrt(max(pixels, 1)))
+    side = max(32, min(2048, side - side % 16 or 16))
+    return min(side, max(shape))
+
+
+def _splits(n: int, size: int) -> list[tuple[int, int]]:
+    return [(i, min(i + size, n)) for i in range(0, n, size)]
+
+
+def _check_cube(cube: xr.Dataset) -> None:
+    missing = [b for b in (*REFLECTANCE_BANDS, SCL) if b not in cube.data_vars]
+    if missing:
+        raise BandError(
+            f"the cube lacks {', '.join(missing)}, which SCMaP needs. Load it with "
+            "cup4soil.load_s2(items) (all ten bands and SCL are the default)."
+        )
+    for dim in ("time", "y", "x"):
+        if dim not in cube.dims:
+            raise ParameterError(f"the cube has no '{dim}' dimension; use cup4soil.load_s2.")
+
+
+def _check_param(name: str, value: float, *, minimum: float = 0.0) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ParameterError(f"{name}={value!r} is not a number.") from None
+    if not math.isfinite(v) or v < minimum:
+        raise ParameterError(f"{name}={value} must be a finite number >= {minimum}.")
+    return v
+
+
+def composite(
+    cube: xr.Dataset,
+    threshold: Any = "dlr-europe",
+    *,
+    worldcover: xr.DataArray | None = None,
+    nmad_sigma: float = 3.0,
+    mref_nmad_sigma: float = 4.0,
+    min_bare: int = 3,
+    products: Sequence[str] | None = None,
+    by: str | None = None,
+    max_sun_zenith: float = 70.0,
+    buffer_m: float = 100.0,
+    chunks: dict[str, int] | None = None,
+    task_memory: int = DEFAULT_TASK_MEMORY,
+) -> xr.Dataset:
+    """SCMaP bare-soil composites of a harmonised Sentinel-2 cube (lazy).
+
+    Parameters
+    ----------
+    cube
+        Dataset from :func:`cup4soil.load_s2`: B02 ... B12 and SCL over ``(time, y, x)``,
+        uint16 DN on the pre-04.00 scale, nodata 0; an ``sza`` coordinate (degrees, per time)
+        enables the sun-zenith limit.
+    threshold
+        PVIR2 threshold: a float, a DataArray, a raster path/URL, or ``"dlr-europe"`` (DLR's
+        regional raster, fetched once into ``~/.cache/cup4soil``, or read from the file named
+        by ``$CUP4SOIL_DLR_THRESHOLD``). Rasters are resampled bilinearly onto the cube grid.
+    worldcover
+        ESA WorldCover classes on the cube grid: built-up (50) and water (80) are never bare;
+        classes 0, 50, 70, 80, 90, 95 are MASK = 3.
+    nmad_sigma, mref_nmad_sigma
+        Outlier factor of the NMAD test on B02 for the bare (SRC) and valid (MREF) sets.
+    min_bare
+        Fewest bare observations for a pixel to get SRC and BSC (default 3).
+    products
+        Subset of :data:`PRODUCTS`; the MREF pass is skipped when not asked for.
+    by
+        ``"year"``: per-calendar-year products with a ``year`` dimension.
+    max_sun_zenith
+        Observations with a larger sun zenith angle, degrees, are invalid.
+    buffer_m
+        Cloud/shadow/cirrus buffer, metres.
+    chunks
+        Spatial block, e.g. ``{"y": 512, "x": 512}``; default: from the number of scenes and
+        ``task_memory``.
+    task_memory
+        Memory budget of one block task, bytes.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``SRC``, ``SRC_STD``, ``SRC_CI95``, ``MREF``, ``MREF_STD`` (float32, ``(band, y, x)``,
+        reflectance x 10000, NaN = nodata), ``VPC`` (uint16), ``BSC`` (uint16, 0 = nodata),
+        ``BSF`` (float32 fraction, NaN = nodata), ``MASK`` (uint8: 1 bare soil, 2 permanently
+        vegetated, 3 other surface, 0 = nodata). Lazy; CRS and grid of the cube.
+    """
+    _check_cube(cube)
+    if cube.sizes["time"] < 2:
+        raise ParameterError(
+            "the cube has one time step; SCMaP composites a time series. Search a longer "
+            "time range (DLR uses five years)."
+        )
+    nmad_sigma = _check_param("nmad_sigma", nmad_sigma)
+    mref_nmad_sigma = _check_param("mref_nmad_sigma", mref_nmad_sigma)
+    max_sun_zenith = _check_param("max_sun_zenith", max_sun_zenith)
+    buffer_m = _check_param("buffer_m", buffer_m)
+    if int(min_bare) != min_bare or min_bare < 1:
+        raise ParameterError(f"min_bare={min_bare} must be a whole number >= 1.")
+    chosen = tuple(products) if products is not None else PRODUCTS
+    unknown = [p for p in chosen if p not in PRODUCTS]
+    if unknown or not chosen:
+        raise ParameterError(
+            f"products={list(chosen)}: choose from {', '.join(PRODUCTS)}."
+        )
+    if by not in (None, "year"):
+        raise ParameterError(f"by={by!r} is unknown; use None or 'year'.")
+    geobox = cube.odc.geobox
+    if geobox is None:
+        raise ParameterError("the cube has no CRS/grid; build it with cup4soil.load_s2.")
+    res = float(abs(geobox.resolution.x))
+    params = _Params(
+        nmad_sigma=nmad_sigma, mref_nmad_sigma=mref_nmad_sigma, min_bare=int(min_bare),
+        max_sun_zenith=max_sun_zenith, radius=cloud_buffer_pixels(res, buffer_m),
+        products=chosen,
+    )
+    thr = _resolve_threshold(threshold, cube, geobox)
+    wc = _check_worldcover(worldcover, cube)
+
+    if by == "year":
+        years = np.unique(cube.time.dt.year.values)
+        parts = [
+            _composite_one(cube.sel(time=cube.time.dt.year == y), thr, wc, params, geobox,
+                           chunks, task_memory)
+            for y in years
+        ]
+        out = xr.concat(parts, dim="year", coords="minimal", compat="override",
+                        combine_attrs="override")
+        out = out.assign_coords(year=("year", years.astype("int32")))
+    else:
+        out = _composite_one(cube, thr, wc, params, geobox, chunks, task_memory)
+    out.attrs.update({
+        "title": "SCMaP composites (cup4soil.scmap.composite)",
+        "threshold": threshold if isinstance(threshold, (int, float, str)) else "DataArray",
+        "time_start": str(cube.time.values.min())[:19],
+        "time_end": str(cube.time.values.max())[:19],
+        "n_scenes": int(cube.sizes["time"]),
+        "by": by or "none",
+        "worldcover": worldcover is not None,
+        **{k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(params).items()},
+        "buffer_m": buffer_m,
+        "std_convention": "sample (n - 1), as openEO's sd",
+        "mask_note": "MASK 2 only where the pixel had valid observations and none had "
+                     "PVIR2 < threshold (DLR's graph assigns 2 to every remaining pixel)",
+    })
+    return out
+
+
+def _check_worldcover(worldcover: xr.DataArray | None, cube: xr.Dataset) -> xr.DataArray | None:
+    if worldcover is None:
+        return None
+    if not isinstance(worldcover, xr.DataArray) or worldcover.dims != ("y", "x"):
+        raise ParameterError("worldcover must be a (y, x) DataArray of ESA WorldCover classes.")
+    same = (
+        worldcover.shape == (cube.sizes["y"], cube.sizes["x"])
+        and np.allclose(worldcover.x.values, cube.x.values)
+        and np.allclose(worldcover.y.values, cube.y.values)
+    )
+    if not same:
+        raise ParameterError(
+            f"worldcover is on another grid ({worldcover.sizes['y']} x {worldcover.sizes['x']} "
+            f"px) than the cube ({cube.sizes['y']} x {cube.sizes['x']} px). Reproject it with "
+            "worldcover.odc.reproject(cube.odc.geobox, resampling='nearest')."
+        )
+    return worldcover
+
+
+def _composite_one(
+    cube: xr.Dataset, thr: Any, wc: xr.DataArray | None, params: _Params, geobox: GeoBox,
+    chunks: dict[str, int] | None, task_memory: int,
+) -> xr.Dataset:
+    ny, nx = cube.sizes["y"], cube.sizes["x"]
+    n_t = cube.sizes["time"]
+    if chunks:
+        by_, bx_ = int(chunks.get("y", ny)), int(chunks.get("x", nx))
+        if by_ < 1 or bx_ < 1:
+            raise ParameterError(f"chunks={chunks} must be positive pixel counts.")
+    else:
+        by_ = bx_ = _auto_block(n_t, (ny, nx), task_memory)
+    r = params.radius
+    sza = (np.asarray(cube["sza"].values, dtype=np.float64) if "sza" in cube.coords
+           else np.full(n_t, np.nan))
+    names = [SCL, *params.bands]
+    arrays = {n: cube[n].transpose("time", "y", "x").data for n in names}
+    arrays = {n: (a if isinstance(a, dsa.Array) else dsa.from_array(a, chunks=(1, -1, -1)))
+              for n, a in arrays.items()}
+    n_band = len(params.bands)
+    blocks: dict[str, list[list[Any]]] = {p: [] for p in params.products}
+    for y0, y1 in _splits(ny, by_):
+        rows: dict[str, list[Any]] = {p: [] for p in params.products}
+        for x0, x1 in _splits(nx, bx_):
+            ya, yb, xa, xb = max(0, y0 - r), min(ny, y1 + r), max(0, x0 - r), min(nx, x1 + r)
+            halo = (y0 - ya, yb - y1, x0 - xa, xb - x1)
+            with_halo = {n: a[:, ya:yb, xa:xb] for n, a in arrays.items()}
+            core = {n: arrays[n][:, y0:y1, x0:x1] for n in params.bands}
+            # Cull each block's graph to its own reads before hiding it in the task.
+            with_halo = dict(zip(with_halo, dask.optimize(*with_halo.values()), strict=True))
+            core = dict(zip(core, dask.optimize(*core.values()), strict=True))
+            if isinstance(thr, _RasterThreshold):
+                thr_block: Any = thr.on(geobox[y0:y1, x0:x1])
+            elif isinstance(thr, xr.DataArray):
+                thr_block = thr.data[y0:y1, x0:x1]
+            else:
+                thr_block = thr
+            wc_block = wc.data[y0:y1, x0:x1] if wc is not None else None
+            task = dask.delayed(_composite_block, pure=True)(
+                _Source(with_halo), _Source(core), halo, thr_block, wc_block, sza, params,
+            )
+            h, w = y1 - y0, x1 - x0
+            for p in params.products:
+                shape, dtype = _product_layout(p, n_band, h, w)
+                rows[p].append(dsa.from_delayed(task[p], shape=shape, dtype=dtype))
+        for p in params.products:
+            blocks[p].append(rows[p])
+    coords = {"y": cube.y, "x": cube.x}
+    if "spatial_ref" in cube.coords:
+        coords["spatial_ref"] = cube.spatial_ref
+    data_vars = {}
+    for p in params.products:
+        if p in _BAND_PRODUCTS:
+            data_vars[p] = xr.DataArray(_assemble(blocks[p]), dims=("band", "y", "x"),
+                                        coords={**coords, "band": list(params.bands)})
+        else:
+            data_vars[p] = xr.DataArray(_assemble(blocks[p]), dims=("y", "x"), coords=coords)
+        data_vars[p].attrs.update(_ATTRS[p])
+    return xr.Dataset(data_vars)
+
+
+def _assemble(rows: list[list[Any]]) -> Any:
+    """Tile per-block arrays (rows of blocks) back into one array over the last two axes."""
+    return dsa.concatenate([dsa.concatenate(row, axis=-1) for row in rows], axis=-2)
+
+
+def _product_layout(name: str, n_band: int, h: int, w: int) -> tuple[tuple[int, ...], Any]:
+    if name in _BAND_PRODUCTS:
+        return (n_band, h, w), np.float32
+    return (h, w), {"VPC": np.uint16, "BSC": np.uint16, "BSF": np.float32,
+                    "MASK": np.uint8}[name]
+
+
+_ATTRS: dict[str, dict[str, Any]] = {
+    "SRC": {"long_name": "soil reflectance composite: mean of bare observations",
+            "units": "1e-4 reflectance", "nodata": float("nan")},
+    "SRC_STD": {"long_name": "standard deviation of bare observations (n - 1)",
+                "units": "1e-4 reflectance", "nodata": float("nan")},
+    "SRC_CI95": {"long_name": "95 % confidence half-width of SRC: 1.96 SRC_STD / sqrt(BSC)",
+                 "units": "1e-4 reflectance", "nodata": float("nan")},
+    "MREF": {"long_name": "mean reflectance composite: mean of valid observations",
+             "units": "1e-4 reflectance", "nodata": float("nan")},
+    "MREF_STD": {"long_name": "standard deviation of valid observations (n - 1)",
+                 "units": "1e-4 reflectance", "nodata": float("nan")},
+    "VPC": {"long_name": "valid pixel count", "units": "1"},
+    "BSC": {"long_name": "bare surface count (after NMAD outlier removal)", "units": "1",
+            "nodata": 0},
+    "BSF": {"long_name": "bare surface frequency BSC / VPC", "units": "1",
+            "nodata": float("nan")},
+    "MASK": {"long_name": "1 bare soil, 2 permanently vegetated, 3 other surface",
+             "units": "1", "nodata": 0, "flag_values": [1, 2, 3],
+             "flag_meanings": "bare_soil permanently_vegetated other_surface"},
+}
+
+
+def to_soilsuite(ds: xr.Dataset) -> xr.Dataset:
+    """The products named as DLR's SoilSuite bands (``SRC_B02``, ``SRC_STD_B02``, ..., ``VPC``,
+    ``BSC``, ``BSF``, ``MASK``), one 2-D variable each, ready for GeoTIFF export."""
+    out = {}
+    for name, var in ds.data_vars.items():
+        if "band" in var.dims:
+            for band in var.band.values:
+                out[f"{name}_{band}"] = var.sel(band=band, drop=True)
+        else:
+            out[str(name)] = var
+    return xr.Dataset(out, attrs=ds.attrs)
