@@ -103,7 +103,7 @@ class _Spec:
     years: tuple[int, int]
     scenes_per_year: int
     seed: int
-    version: int = 1
+    version: int = 2
 
 
 def make_catalog(
@@ -336,8 +336,10 @@ class _Generator:
                 out.append(base + dt.timedelta(days=int(d) - 1, seconds=int(d) % 40))
         return out
 
-    def _surface(self, when: dt.datetime) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """True surface DN (10, n, n), SCL at 10 m, and the bare-soil flag."""
+    def _surface(
+        self, when: dt.datetime
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """True surface DN (10, n, n), SCL at 10 m, the bare-soil flag, the green cover."""
         rng, n = self.rng, self.n
         doy = when.timetuple().tm_yday
         green = np.zeros((n, n))
@@ -370,7 +372,7 @@ class _Generator:
         scl = np.where(green > 0.35, 4, 5).astype(np.uint8)
         scl[forest] = 4
         scl[water] = 6
-        return dn, scl, bare
+        return dn, scl, bare, green
 
     def _atmosphere(
         self, dn: np.ndarray, scl: np.ndarray, when: dt.datetime
@@ -517,7 +519,7 @@ class _Generator:
         dup_index = next((i for i, d in enumerate(dates) if d.year == 2021 and d.month >= 5),
                          None)
         for i, when in enumerate(dates):
-            dn, scl, bare = self._surface(when)
+            dn, scl, bare, green = self._surface(when)
             dn, scl, cloud_cover = self._atmosphere(dn, scl, when)
             platform = "S2A" if i % 2 == 0 else "S2B"
             baseline = _baseline(when)
@@ -532,6 +534,10 @@ class _Generator:
                 "id": items[-1].id, "datetime": when.isoformat(), "cloud_cover": cloud_cover,
                 "sun_zenith": items[-1].properties["s2:mean_solar_zenith"],
                 "bare_fields": sorted(int(f) for f in np.unique(self.fields[bare]) if f > 0),
+                # Fields (crops and grassland) with at least 30 % green cover: never bare.
+                "green_fields": sorted(
+                    int(f) for f in np.unique(self.fields[(green >= 0.3) & (self.fields > 0)])
+                ),
                 "bare_fraction": float(bare.mean()),
             })
         self._write_catalog(root, items)

@@ -41,7 +41,9 @@ from ._s2meta import REFLECTANCE_BANDS, SCL
 from .errors import BandError, Cup4SoilError, ParameterError
 from .masks import cloud_buffer_pixels
 
-__all__ = ["DLR_THRESHOLD_URL", "PRODUCTS", "composite", "to_soilsuite"]
+__all__ = [
+    "DLR_THRESHOLD_URL", "PRODUCTS", "composite", "observations", "threshold_on", "to_soilsuite",
+]
 
 PRODUCTS: tuple[str, ...] = (
     "SRC", "SRC_STD", "SRC_CI95", "MREF", "MREF_STD", "VPC", "BSC", "BSF", "MASK",
@@ -168,15 +170,14 @@ def _check_covers(thr: _RasterThreshold, geobox: GeoBox) -> None:
         )
 
 
-def _resolve_threshold(threshold: Any, cube: xr.Dataset, geobox: GeoBox) -> Any:
-    """A float, a DataArray on the cube grid, or a _RasterThreshold."""
+def _resolve_threshold(threshold: Any, geobox: GeoBox) -> Any:
+    """A float, a DataArray on the grid of ``geobox``, or a _RasterThreshold."""
     if isinstance(threshold, (int, float)) and not isinstance(threshold, bool):
         if not math.isfinite(threshold):
             raise ParameterError(f"threshold={threshold} must be a finite PVIR2 value.")
         return float(threshold)
     if isinstance(threshold, xr.DataArray):
-        if threshold.dims == ("y", "x") and threshold.shape == (cube.sizes["y"], cube.sizes["x"]) \
-                and np.allclose(threshold.x, cube.x) and np.allclose(threshold.y, cube.y):
+        if _on_grid(threshold, geobox):
             return threshold.astype("float32")
         try:
             return threshold.odc.reproject(geobox, resampling="bilinear").astype("float32")
@@ -196,6 +197,67 @@ def _resolve_threshold(threshold: Any, cube: xr.Dataset, geobox: GeoBox) -> Any:
     )
 
 
+def threshold_on(geobox: GeoBox, threshold: Any = "dlr-europe") -> xr.DataArray:
+    """The PVIR2 threshold on a grid (bilinear), as SCMaP uses it.
+
+    Parameters
+    ----------
+    geobox
+        Target grid (e.g. ``cube.odc.geobox``).
+    threshold
+        As for :func:`composite`: a float, a raster path/URL or ``"dlr-europe"``.
+    """
+    from odc.geo.xr import xr_coords
+
+    coords = xr_coords(geobox, crs_coord_name="spatial_ref")
+    thr = _resolve_threshold(threshold, geobox)
+    if isinstance(thr, xr.DataArray):
+        return thr
+    data = thr.on(geobox) if isinstance(thr, _RasterThreshold) else np.full(
+        geobox.shape, thr, np.float32)
+    return xr.DataArray(data, dims=geobox.dimensions, coords=coords, name="threshold",
+                        attrs={"long_name": "PVIR2 bare-soil threshold", "units": "1"})
+
+
+def observations(
+    cube: xr.Dataset,
+    threshold: Any = "dlr-europe",
+    *,
+    worldcover: xr.DataArray | None = None,
+    max_sun_zenith: float = 70.0,
+    buffer_m: float = 100.0,
+) -> xr.Dataset:
+    """Per-observation SCMaP quantities, lazily: ``PVIR2``, ``valid`` and ``bare`` (before
+    the NMAD outlier test) over ``(time, y, x)``. For inspecting bare dates of fields."""
+    from . import masks
+
+    _check_cube(cube)
+    thr = _resolve_threshold(threshold, cube.odc.geobox)
+    if isinstance(thr, _RasterThreshold):
+        thr = xr.DataArray(thr.on(cube.odc.geobox), dims=("y", "x"),
+                           coords={"y": cube.y, "x": cube.x})
+    valid = masks.valid(cube, buffer_m=buffer_m, max_sun_zenith=max_sun_zenith)
+    p = xr.apply_ufunc(_kernels.pvir2, cube["B04"], cube["B08"], cube["B12"],
+                       dask="parallelized", output_dtypes=[np.float32])
+    bare = valid & (p <= thr)
+    wc = _check_worldcover(worldcover, cube)
+    if wc is not None:
+        bare = bare & ~wc.isin(list(_kernels.WC_NOT_BARE))
+    return xr.Dataset({"PVIR2": p, "valid": valid, "bare": bare.transpose(*valid.dims)})
+
+
+def _on_grid(da: xr.DataArray, geobox: GeoBox) -> bool:
+    """Whether a (y, x) DataArray has exactly the pixel centres of ``geobox``."""
+    from odc.geo.xr import xr_coords
+
+    coords = xr_coords(geobox)
+    return (
+        da.dims == ("y", "x") and da.shape == geobox.shape
+        and np.allclose(da.x.values, coords["x"].values)
+        and np.allclose(da.y.values, coords["y"].values)
+    )
+
+
 # ------------------------------------------------------------------------------ block task
 
 
@@ -203,13 +265,31 @@ class _Source:
     """The lazy arrays of one spatial block, hidden from Dask's dependency tracking so that
     the task reads its time slices itself, one at a time, when it needs them."""
 
-    def __init__(self, arrays: dict[str, Any]) -> None:
+    def __init__(self, arrays: dict[str, Any], batch_bytes: int = 32 * 2**20) -> None:
         self.arrays = arrays
+        self.batch_bytes = batch_bytes
 
     def read(self, t: int, names: Sequence[str]) -> dict[str, np.ndarray]:
-        parts = [self.arrays[n][t] for n in names]
-        values = dask.compute(*parts, scheduler="synchronous")
-        return {n: np.asarray(v) for n, v in zip(names, values, strict=True)}
+        """One time slice of the named arrays."""
+        _, batch = next(self.batches(names, start=t, stop=t + 1))
+        return {n: v[0] for n, v in batch.items()}
+
+    def batches(
+        self, names: Sequence[str], *, start: int = 0, stop: int | None = None
+    ) -> Any:
+        """Yield ``(t0, {name: (k, y, x) array})`` for consecutive slices, as many per read
+        as fit ``batch_bytes`` (fewer scheduler round trips, memory still bounded)."""
+        first = self.arrays[names[0]]
+        stop = first.shape[0] if stop is None else stop
+        per_slice = sum(
+            int(np.prod(self.arrays[n].shape[1:])) * self.arrays[n].dtype.itemsize for n in names
+        )
+        k = max(1, int(self.batch_bytes // max(per_slice, 1)))
+        for t0 in range(start, stop, k):
+            t1 = min(stop, t0 + k)
+            values = dask.compute(*(self.arrays[n][t0:t1] for n in names),
+                                  scheduler="synchronous")
+            yield t0, {n: np.asarray(v) for n, v in zip(names, values, strict=True)}
 
 
 def _composite_block(
@@ -235,25 +315,28 @@ def _composite_block(
         np.isin(worldcover, _kernels.WC_NOT_BARE) if worldcover is not None
         else np.zeros((h, w), bool)
     )
-    names = [SCL, *params.bands]
     b02 = np.zeros((n_t, h, w), dtype=np.uint16)
     valid = np.zeros((n_t, h, w), dtype=bool)
     bare = np.zeros((n_t, h, w), dtype=bool)
     below = np.zeros((h, w), dtype=bool)
-    for t in range(n_t):  # pass 1: flags and B02 only
-        s = source.read(t, names)
-        clouds = _kernels.cloud_buffer(s[SCL], params.radius)[core_sl]
-        scl = s[SCL][core_sl]
-        bands = {b: s[b][core_sl] for b in params.bands}
-        v = _kernels.valid_from_parts(scl, clouds, *bands.values())
-        if sza[t] > params.max_sun_zenith:  # NaN (unknown) does not invalidate
-            v[:] = False
-        p = _kernels.pvir2(bands["B04"], bands["B08"], bands["B12"])
-        with np.errstate(invalid="ignore"):
-            bare[t] = v & (p <= thr) & ~not_bare_cover
-            below |= v & (p < thr)
-        valid[t] = v
-        b02[t] = bands["B02"]
+    # Pass 1: flags and B02 only. SCL comes with its halo (the cloud buffer), the bands
+    # without, so that both read whole chunks when blocks follow the cube's chunks.
+    pass1 = zip(source.batches([SCL]), core.batches(params.bands), strict=True)
+    for (t0, scl_batch), (_, batch) in pass1:
+        for i in range(scl_batch[SCL].shape[0]):
+            t = t0 + i
+            clouds = _kernels.cloud_buffer(scl_batch[SCL][i], params.radius)[core_sl]
+            scl = scl_batch[SCL][i][core_sl]
+            bands = {b: batch[b][i] for b in params.bands}
+            v = _kernels.valid_from_parts(scl, clouds, *bands.values())
+            if sza[t] > params.max_sun_zenith:  # NaN (unknown) does not invalidate
+                v[:] = False
+            p = _kernels.pvir2(bands["B04"], bands["B08"], bands["B12"])
+            with np.errstate(invalid="ignore"):
+                bare[t] = v & (p <= thr) & ~not_bare_cover
+                below |= v & (p < thr)
+            valid[t] = v
+            b02[t] = bands["B02"]
     vpc = valid.sum(axis=0).astype(np.uint16)
     bare &= b02 <= _kernels.nmad_upper_limit(b02, bare, params.nmad_sigma)
     if params.need_mref:
@@ -277,14 +360,15 @@ def _composite_block(
         shape = (len(params.bands), h, w)
         m_bare = _kernels.Moments(shape)
         m_valid = _kernels.Moments(shape) if params.need_mref else None
-        for t in range(n_t):
-            if not (bare[t].any() or (m_valid is not None and valid[t].any())):
-                continue  # nothing to add: skip the read
-            s = core.read(t, params.bands)
-            x = np.stack([s[b] for b in params.bands]).astype(np.float64)
-            m_bare.add(x, bare[t])
-            if m_valid is not None:
-                m_valid.add(x, valid[t])
+        for t0, batch in core.batches(params.bands):
+            for i in range(batch[params.bands[0]].shape[0]):
+                t = t0 + i
+                if not (bare[t].any() or (m_valid is not None and valid[t].any())):
+                    continue  # nothing to add
+                x = np.stack([batch[b][i] for b in params.bands]).astype(np.float64)
+                m_bare.add(x, bare[t])
+                if m_valid is not None:
+                    m_valid.add(x, valid[t])
         if params.need_src:
             keep = enough[None]
             std = m_bare.std()
@@ -309,6 +393,18 @@ def _auto_block(n_time: int, shape: tuple[int, int], budget: int) -> int:
     side = int(math.sqrt(max(pixels, 1)))
     side = max(32, min(2048, side - side % 16 or 16))
     return min(side, max(shape))
+
+
+def _aligned_block(arr: Any, side: int) -> tuple[int, int]:
+    """Block sides that follow the cube's spatial chunks (whole multiples or divisors of
+    them), so each time slice of a block is read without slicing across chunks."""
+    if not isinstance(arr, dsa.Array):
+        return side, side
+    out = []
+    for chunks in arr.chunks[1:]:
+        c = chunks[0]
+        out.append(c * max(1, side // c) if side >= c else max(1, c // -(-c // side)))
+    return out[0], out[1]
 
 
 def _splits(n: int, size: int) -> list[tuple[int, int]]:
@@ -422,7 +518,7 @@ def composite(
         max_sun_zenith=max_sun_zenith, radius=cloud_buffer_pixels(res, buffer_m),
         products=chosen,
     )
-    thr = _resolve_threshold(threshold, cube, geobox)
+    thr = _resolve_threshold(threshold, geobox)
     wc = _check_worldcover(worldcover, cube)
 
     if by == "year":
@@ -459,12 +555,7 @@ def _check_worldcover(worldcover: xr.DataArray | None, cube: xr.Dataset) -> xr.D
         return None
     if not isinstance(worldcover, xr.DataArray) or worldcover.dims != ("y", "x"):
         raise ParameterError("worldcover must be a (y, x) DataArray of ESA WorldCover classes.")
-    same = (
-        worldcover.shape == (cube.sizes["y"], cube.sizes["x"])
-        and np.allclose(worldcover.x.values, cube.x.values)
-        and np.allclose(worldcover.y.values, cube.y.values)
-    )
-    if not same:
+    if not _on_grid(worldcover, cube.odc.geobox):
         raise ParameterError(
             f"worldcover is on another grid ({worldcover.sizes['y']} x {worldcover.sizes['x']} "
             f"px) than the cube ({cube.sizes['y']} x {cube.sizes['x']} px). Reproject it with "
@@ -490,6 +581,8 @@ def _composite_one(
            else np.full(n_t, np.nan))
     names = [SCL, *params.bands]
     arrays = {n: cube[n].transpose("time", "y", "x").data for n in names}
+    if not chunks:
+        by_, bx_ = _aligned_block(arrays[SCL], by_)
     arrays = {n: (a if isinstance(a, dsa.Array) else dsa.from_array(a, chunks=(1, -1, -1)))
               for n, a in arrays.items()}
     n_band = len(params.bands)
@@ -499,7 +592,7 @@ def _composite_one(
         for x0, x1 in _splits(nx, bx_):
             ya, yb, xa, xb = max(0, y0 - r), min(ny, y1 + r), max(0, x0 - r), min(nx, x1 + r)
             halo = (y0 - ya, yb - y1, x0 - xa, xb - x1)
-            with_halo = {n: a[:, ya:yb, xa:xb] for n, a in arrays.items()}
+            with_halo = {SCL: arrays[SCL][:, ya:yb, xa:xb]}
             core = {n: arrays[n][:, y0:y1, x0:x1] for n in params.bands}
             # Cull each block's graph to its own reads before hiding it in the task.
             with_halo = dict(zip(with_halo, dask.optimize(*with_halo.values()), strict=True))

@@ -1,0 +1,255 @@
+"""SCMaP composites on the sample archive, the real L2A tile and DLR's threshold raster."""
+
+from __future__ import annotations
+
+import dask
+import numpy as np
+import pystac
+import pytest
+import rasterio
+import xarray as xr
+from odc.geo.geobox import GeoBox
+from rasterio.enums import Resampling
+from scipy.ndimage import binary_erosion
+
+import cup4soil
+from cup4soil import _s2meta, scmap
+from cup4soil.errors import BandError, ParameterError
+
+THRESHOLD = "scmap/th_S2_s2cr_buffered_cog.tif"
+
+
+@pytest.fixture(scope="module")
+def dlr_threshold(shared_data):
+    return str(shared_data / THRESHOLD)
+
+
+@pytest.fixture(scope="module")
+def cube(sample):
+    items = cup4soil.search(sample.bbox, sample.time_range, catalog=sample.catalog)
+    return cup4soil.load_s2(items, chunks={"x": 32, "y": 32}).persist()
+
+
+def _truth_on(cube, sample, name, resampling):
+    with rasterio.open(sample.truth_dir / f"{name}.tif") as src:
+        da = xr.DataArray(src.read(1), dims=("y", "x"))
+        gbox = GeoBox(src.shape, src.transform, src.crs)
+    from odc.geo.xr import assign_crs, xr_coords
+
+    da = assign_crs(da.assign_coords(xr_coords(gbox)), gbox.crs)
+    return da.odc.reproject(cube.odc.geobox, resampling=resampling).load()
+
+
+@pytest.fixture(scope="module")
+def worldcover(cube, sample):
+    return _truth_on(cube, sample, "worldcover", "nearest").fillna(0).astype("uint8")
+
+
+@pytest.fixture(scope="module")
+def products(cube, worldcover, dlr_threshold):
+    return scmap.composite(cube, dlr_threshold, worldcover=worldcover).compute()
+
+
+@pytest.mark.parametrize(("lon", "lat", "expected"), [(14.35, 52.6, 0.137), (11.2, 48.1, 0.231)])
+def test_dlr_threshold_raster(dlr_threshold, lon, lat, expected, monkeypatch):
+    gbox = GeoBox.from_bbox((lon - 0.01, lat - 0.01, lon + 0.01, lat + 0.01), "EPSG:4326",
+                            resolution=0.005)
+    thr = scmap.threshold_on(gbox, dlr_threshold)
+    assert float(thr.mean()) == pytest.approx(expected, abs=0.01)
+    # "dlr-europe" reads the same raster when it is available offline.
+    monkeypatch.setenv(scmap.THRESHOLD_ENV, dlr_threshold)
+    np.testing.assert_array_equal(scmap.threshold_on(gbox).values, thr.values)
+
+
+def test_composite_is_lazy(cube, dlr_threshold):
+    def boom(*a, **k):
+        raise AssertionError("computed while building")
+
+    with dask.config.set(scheduler=boom):
+        out = scmap.composite(cube, dlr_threshold)
+    assert all(isinstance(v.data, dask.array.Array) for v in out.data_vars.values())
+    assert out.odc.geobox == cube.odc.geobox
+
+
+def test_layout_and_attributes(products, cube):
+    assert products.SRC.dims == ("band", "y", "x") and products.SRC.dtype == np.float32
+    assert list(products.band.values) == list(_s2meta.REFLECTANCE_BANDS)
+    assert products.VPC.dtype == np.uint16 and products.MASK.dtype == np.uint8
+    assert products.attrs["nmad_sigma"] == 3.0 and products.attrs["min_bare"] == 3
+    assert products.rio.crs.to_epsg() == 32633
+    bsc = products.BSC.values
+    assert ((bsc == 0) | (bsc >= 3)).all()
+    assert np.isnan(products.SRC.values[:, bsc == 0]).all()
+    np.testing.assert_allclose(
+        products.SRC_CI95.values[:, bsc > 0],
+        1.96 * products.SRC_STD.values[:, bsc > 0] / np.sqrt(bsc[bsc > 0]), rtol=1e-5)
+
+
+def test_chunking_invariance(cube, dlr_threshold):
+    a = scmap.composite(cube, dlr_threshold, chunks={"y": 13, "x": 29}).compute()
+    b = scmap.composite(cube.chunk({"y": 64, "x": 64}), dlr_threshold).compute()
+    for name in a.data_vars:
+        np.testing.assert_array_equal(a[name].values, b[name].values, err_msg=name)
+
+
+def test_land_cover_classes(products, worldcover):
+    wc, mask = worldcover.values, products.MASK.values
+    crop, forest, grass = wc == 40, wc == 10, wc == 30
+    assert (mask[crop] == 1).mean() > 0.8  # fields are bare after tillage and harvest
+    assert (mask[forest] == 2).mean() > 0.95 and (mask[grass] == 2).mean() > 0.95
+    assert (products.BSC.values[forest | grass] == 0).all()
+    for cls in (50, 80):  # village and lake: excluded and MASK 3
+        assert (mask[wc == cls] == 3).all() and (products.BSC.values[wc == cls] == 0).all()
+
+
+def test_src_is_darker_with_more_soc(products, cube, sample):
+    soc = _truth_on(cube, sample, "soc", "average").values
+    bare = products.BSC.values >= 5
+    for band in ("B04", "B11"):
+        src = products.SRC.sel(band=band).values
+        ok = bare & np.isfinite(soc) & np.isfinite(src)
+        r = np.corrcoef(src[ok], np.log(soc[ok]))[0, 1]
+        assert r < -0.5, (band, r)
+
+
+def test_bare_fields_found_in_their_bare_windows(cube, sample, dlr_threshold):
+    obs = scmap.observations(cube, dlr_threshold).compute()
+    fields = _truth_on(cube, sample, "fields", "nearest").fillna(0).values.astype(int)
+    scenes = sample.truth()["scenes"]
+    truth = {s["datetime"][:10]: set(s["bare_fields"]) for s in scenes}
+    green = {s["datetime"][:10]: set(s["green_fields"]) for s in scenes}
+    hits = misses = false = 0
+    for k, t in enumerate(obs.time.values):
+        day = str(t)[:10]
+        valid, bare = obs.valid.values[k], obs.bare.values[k]
+        for f in np.unique(fields[fields > 0]):
+            # Interior pixels only: 20 m pixels on a field edge mix in the neighbour's crop.
+            inner = binary_erosion(fields == f) & valid
+            if inner.sum() < 4:
+                continue
+            frac = bare[inner].mean()
+            if f in truth.get(day, set()):
+                hits += frac > 0.9
+                misses += frac <= 0.9
+            elif f in green.get(day, set()):
+                false += frac > 0.1
+    assert hits > 20 and misses <= 0.1 * hits and false <= 0.05 * hits
+
+
+def test_by_year(cube, dlr_threshold):
+    yearly = scmap.composite(cube, dlr_threshold, by="year", products=["VPC", "BSC", "BSF"])
+    assert list(yearly.year.values) == [2018, 2019, 2020, 2021, 2022]
+    assert yearly.VPC.dims == ("year", "y", "x") and set(yearly.data_vars) == {"VPC", "BSC", "BSF"}
+    total = scmap.composite(cube, dlr_threshold, products=["VPC"]).VPC
+    np.testing.assert_array_equal(yearly.VPC.sum("year").values, total.values)
+
+
+def test_products_subset_skips_mref(cube, dlr_threshold):
+    out = scmap.composite(cube, dlr_threshold, products=["SRC", "BSC"])
+    assert set(out.data_vars) == {"SRC", "BSC"}
+
+
+def test_to_soilsuite(products):
+    suite = scmap.to_soilsuite(products)
+    assert {"SRC_B02", "SRC_STD_B12", "MREF_B8A", "VPC", "BSC", "BSF", "MASK"} <= set(suite)
+    assert suite.SRC_B02.dims == ("y", "x")
+
+
+# --------------------------------------------------------------------------------- real tile
+
+
+@pytest.fixture(scope="module")
+def tile(shared_data):
+    folder = shared_data / "s2_l2a/rio-tiler-pds_S2A_29RKH_20200219_0_L2A"
+    item = pystac.Item.from_file(str(folder / "S2A_29RKH_20200219_0_L2A.json"))
+    for band in _s2meta.ALL_BANDS:
+        asset = item.assets[_s2meta.asset_key(item, band)]
+        asset.href = str(folder / f"{band}.tif")
+        with rasterio.open(asset.href) as src:
+            asset.extra_fields["proj:shape"] = list(src.shape)
+            asset.extra_fields["proj:transform"] = list(src.transform)[:6]
+    with rasterio.open(folder / "B05.tif") as src:
+        gbox = GeoBox(src.shape, src.transform, src.crs)
+    return item, gbox, folder
+
+
+def test_real_tile_pvir2_bare_and_vpc(tile):
+    item, gbox, folder = tile
+    cube = cup4soil.load_s2([item], geobox=gbox).compute()
+    obs = scmap.observations(cube, 0.137).isel(time=0).compute()
+
+    def read(band):
+        with rasterio.open(folder / f"{band}.tif", OVERVIEW_LEVEL="NONE") as src:
+            return src.read(1, out_shape=gbox.shape, resampling=Resampling.average)
+
+    b04, b08 = read("B04").astype(float), read("B08").astype(float)
+    b12 = read("B12").astype(float)
+    direct = (b08 - b04) / (b08 + b04) + (b08 - b12) / (b08 + b12)
+    inside = (b04 > 0) & (b08 > 0) & (b12 > 0)
+    # 10 m bands averaged to the grid may differ by 1 DN from the block mean (rounding).
+    np.testing.assert_allclose(obs.PVIR2.values[inside], direct[inside], atol=2e-3)
+    bare = obs.bare.values
+    assert bare.mean() > 0.5  # the desert is mostly bare
+    decided = np.abs(direct - 0.137) > 5e-3
+    np.testing.assert_array_equal(bare[decided & inside],
+                                  (obs.valid.values & (direct <= 0.137))[decided & inside])
+    # Two acquisitions of the same tile: VPC counts each valid observation once.
+    later = item.clone()
+    later.id += "-later"
+    later.datetime = item.datetime.replace(day=24)
+    pair = cup4soil.load_s2([item, later], geobox=gbox)
+    out = scmap.composite(pair, 0.137, products=["VPC", "BSC"]).compute()
+    np.testing.assert_array_equal(out.VPC.values, 2 * obs.valid.values)
+
+
+# ---------------------------------------------------------------------------------- bad input
+
+
+def test_threshold_raster_not_covering_the_cube(tile, dlr_threshold):
+    item, gbox, _ = tile
+    later = item.clone()
+    later.datetime = item.datetime.replace(day=24)
+    cube = cup4soil.load_s2([item, later], geobox=gbox)
+    with pytest.raises(scmap.ThresholdError, match="does not cover the cube"):
+        scmap.composite(cube, dlr_threshold)
+
+
+def test_offline_dlr_threshold_without_copy(cube, monkeypatch, tmp_path):
+    monkeypatch.setenv(scmap.THRESHOLD_ENV, str(tmp_path / "missing.tif"))
+    with pytest.raises(scmap.ThresholdError, match="does not name a file"):
+        scmap.composite(cube)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"nmad_sigma": -1}, ParameterError, "nmad_sigma=-1 must be"),
+        ({"mref_nmad_sigma": float("nan")}, ParameterError, "mref_nmad_sigma=nan must be"),
+        ({"min_bare": 0}, ParameterError, "min_bare=0"),
+        ({"products": ["SRC", "NDVI"]}, ParameterError, "choose from"),
+        ({"by": "month"}, ParameterError, "by='month' is unknown"),
+        ({"threshold": float("inf")}, ParameterError, "finite PVIR2"),
+        ({"threshold": [0.1]}, ParameterError, "is not a float"),
+    ],
+)
+def test_bad_parameters(cube, dlr_threshold, kwargs, error, message):
+    args = {"threshold": dlr_threshold} | kwargs
+    with pytest.raises(error, match=message):
+        scmap.composite(cube, args.pop("threshold"), **args)
+
+
+def test_cube_missing_a_band_or_scl(cube, dlr_threshold):
+    with pytest.raises(BandError, match="lacks SCL"):
+        scmap.composite(cube.drop_vars("SCL"), dlr_threshold)
+    with pytest.raises(BandError, match="lacks B8A"):
+        scmap.composite(cube.drop_vars("B8A"), dlr_threshold)
+
+
+def test_cube_with_one_time_step(cube, dlr_threshold):
+    with pytest.raises(ParameterError, match="one time step"):
+        scmap.composite(cube.isel(time=[0]), dlr_threshold)
+
+
+def test_worldcover_on_another_grid(cube, worldcover, dlr_threshold):
+    with pytest.raises(ParameterError, match="another grid"):
+        scmap.composite(cube, dlr_threshold, worldcover=worldcover.isel(x=slice(1, None)))
