@@ -96,6 +96,27 @@ class SampleCatalog:
         """The hidden truth's JSON part (fields, crops, bare windows, per-scene bare fields)."""
         return json.loads((self.truth_dir / "truth.json").read_text())
 
+    def truth_on(self, name: str, geobox: Any) -> Any:
+        """A truth raster (``"soc"``, ``"worldcover"`` or ``"fields"``) on another grid.
+
+        SOC (percent) is averaged; the categorical rasters are resampled by nearest
+        neighbour (0 outside the sample area). Returns an xarray DataArray.
+        """
+        import xarray as xr
+        from odc.geo.geobox import GeoBox
+        from odc.geo.xr import assign_crs, xr_coords
+
+        if name not in ("soc", "worldcover", "fields"):
+            raise ParameterError(f"no truth raster {name!r}; use soc, worldcover or fields.")
+        with rasterio.open(self.truth_dir / f"{name}.tif") as src:
+            data = src.read(1)
+            grid = GeoBox(src.shape, src.transform, src.crs)
+        da = assign_crs(xr.DataArray(data, dims=("y", "x"), coords=xr_coords(grid)), grid.crs)
+        if name == "soc":
+            return da.odc.reproject(geobox, resampling="average").load()
+        out = da.odc.reproject(geobox, resampling="nearest", dst_nodata=0).load()
+        return out.astype(data.dtype).rename(name)
+
 
 @dataclass(frozen=True)
 class _Spec:

@@ -388,11 +388,12 @@ def _composite_block(
 
 
 def _auto_block(n_time: int, shape: tuple[int, int], budget: int) -> int:
-    """Side of a square block whose first pass fits the memory budget."""
+    """Side of a square block whose first pass fits the memory budget, and small enough that
+    an area gives at least four blocks to work on in parallel."""
     pixels = budget / (_BYTES_PER_PIXEL_SCENE * max(n_time, 1))
     side = int(math.sqrt(max(pixels, 1)))
-    side = max(32, min(2048, side - side % 16 or 16))
-    return min(side, max(shape))
+    side = max(16, min(2048, side - side % 16 or 16))
+    return max(16, min(side, -(-max(shape) // 2)))
 
 
 def _aligned_block(arr: Any, side: int) -> tuple[int, int]:

@@ -17,6 +17,11 @@ def test_demo_end_to_end(tmp_path, capsys):
     assert main(["demo", "--out", str(out), "--size", "60", "--scenes-per-year", "5"]) == 0
     text = capsys.readouterr().out
     assert "items" in text and "tasks" in text and str(out / "demo.zarr") in text
+    comp = store.open(str(out / "scmap.zarr"))
+    assert {"SRC", "BSC", "BSF", "MASK", "VPC"} <= set(comp.data_vars)
+    assert (comp.MASK.values == 1).any() and (comp.MASK.values == 3).any()
+    for png in ("scmap-SRC-B11-B08-B04.png", "scmap-BSF.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     ds = store.open(str(out / "demo.zarr"))
     assert set(ds.data_vars) == {"VPC", "n_scenes"}
     assert ds.VPC.dims == ("y", "x") and int(ds.VPC.max()) > 0
@@ -26,6 +31,21 @@ def test_demo_end_to_end(tmp_path, capsys):
     # Running it again reuses the sample archive and replaces the product.
     assert main(["demo", "--out", str(out), "--size", "60", "--scenes-per-year", "5"]) == 0
     assert np.array_equal(store.open(str(out / "demo.zarr")).VPC.values, ds.VPC.values)
+
+
+def test_composite_command(sample, shared_data, tmp_path, capsys, monkeypatch):
+    threshold = shared_data / "scmap/th_S2_s2cr_buffered_cog.tif"
+    monkeypatch.setenv("CUP4SOIL_DLR_THRESHOLD", str(threshold))
+    w, s, e, n = sample.bbox
+    out = tmp_path / "c.zarr"
+    args = ["composite", "--aoi", f"{w},{s},{e},{n}", "--time", "2019/2020",
+            "--catalog", str(sample.catalog), "--out", str(out), "--by", "year"]
+    assert main(args) == 0
+    ds = store.open(str(out))
+    assert list(ds.year.values) == [2019, 2020] and ds.BSC.dims == ("year", "y", "x")
+    assert main(args) == 2  # the store exists: refused without --overwrite
+    assert "already exists" in capsys.readouterr().err
+    assert main([*args, "--overwrite", "--threshold", "0.2"]) == 0
 
 
 def test_search_lists_items(sample, capsys):

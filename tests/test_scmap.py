@@ -7,7 +7,6 @@ import numpy as np
 import pystac
 import pytest
 import rasterio
-import xarray as xr
 from odc.geo.geobox import GeoBox
 from rasterio.enums import Resampling
 from scipy.ndimage import binary_erosion
@@ -30,19 +29,9 @@ def cube(sample):
     return cup4soil.load_s2(items, chunks={"x": 32, "y": 32}).persist()
 
 
-def _truth_on(cube, sample, name, resampling):
-    with rasterio.open(sample.truth_dir / f"{name}.tif") as src:
-        da = xr.DataArray(src.read(1), dims=("y", "x"))
-        gbox = GeoBox(src.shape, src.transform, src.crs)
-    from odc.geo.xr import assign_crs, xr_coords
-
-    da = assign_crs(da.assign_coords(xr_coords(gbox)), gbox.crs)
-    return da.odc.reproject(cube.odc.geobox, resampling=resampling).load()
-
-
 @pytest.fixture(scope="module")
 def worldcover(cube, sample):
-    return _truth_on(cube, sample, "worldcover", "nearest").fillna(0).astype("uint8")
+    return sample.truth_on("worldcover", cube.odc.geobox)
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +92,7 @@ def test_land_cover_classes(products, worldcover):
 
 
 def test_src_is_darker_with_more_soc(products, cube, sample):
-    soc = _truth_on(cube, sample, "soc", "average").values
+    soc = sample.truth_on("soc", cube.odc.geobox).values
     bare = products.BSC.values >= 5
     for band in ("B04", "B11"):
         src = products.SRC.sel(band=band).values
@@ -114,7 +103,7 @@ def test_src_is_darker_with_more_soc(products, cube, sample):
 
 def test_bare_fields_found_in_their_bare_windows(cube, sample, dlr_threshold):
     obs = scmap.observations(cube, dlr_threshold).compute()
-    fields = _truth_on(cube, sample, "fields", "nearest").fillna(0).values.astype(int)
+    fields = sample.truth_on("fields", cube.odc.geobox).values.astype(int)
     scenes = sample.truth()["scenes"]
     truth = {s["datetime"][:10]: set(s["bare_fields"]) for s in scenes}
     green = {s["datetime"][:10]: set(s["green_fields"]) for s in scenes}
@@ -212,6 +201,23 @@ def test_threshold_raster_not_covering_the_cube(tile, dlr_threshold):
     cube = cup4soil.load_s2([item, later], geobox=gbox)
     with pytest.raises(scmap.ThresholdError, match="does not cover the cube"):
         scmap.composite(cube, dlr_threshold)
+
+
+def test_dlr_threshold_is_fetched_once_into_the_cache(shared_data, serve_dir, tmp_path,
+                                                     monkeypatch):
+    base = serve_dir(shared_data / "scmap")
+    monkeypatch.delenv(scmap.THRESHOLD_ENV, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(scmap, "DLR_THRESHOLD_URL", f"{base}/th_S2_s2cr_buffered_cog.tif")
+    gbox = GeoBox.from_bbox((14.3, 52.55, 14.4, 52.65), "EPSG:4326", resolution=0.05)
+    first = scmap.threshold_on(gbox)
+    cached = tmp_path / "cup4soil" / "th_S2_s2cr_buffered_cog.tif"
+    assert cached.is_file()
+    monkeypatch.setattr(scmap, "DLR_THRESHOLD_URL", "http://127.0.0.1:9/unreachable.tif")
+    np.testing.assert_array_equal(scmap.threshold_on(gbox).values, first.values)  # no refetch
+    cached.unlink()
+    with pytest.raises(scmap.ThresholdError, match="set CUP4SOIL_DLR_THRESHOLD"):
+        scmap.threshold_on(gbox)
 
 
 def test_offline_dlr_threshold_without_copy(cube, monkeypatch, tmp_path):
