@@ -58,8 +58,9 @@ DLR_THRESHOLD_URL = (
 THRESHOLD_ENV = "CUP4SOIL_DLR_THRESHOLD"
 #: Default memory budget of one block task, bytes.
 DEFAULT_TASK_MEMORY = 192 * 2**20
-#: Bytes held per pixel and scene by the first pass (B02, flags, sorted float64 copies).
-_BYTES_PER_PIXEL_SCENE = 28
+#: Bytes held per pixel and scene by the first pass: B02 (2), flags (2), the sorted uint16
+#: copy (2) and the uint32 deviations (4 + 4 sorted), with some headroom.
+_BYTES_PER_PIXEL_SCENE = 16
 
 
 class ThresholdError(Cup4SoilError, ValueError):
@@ -265,30 +266,38 @@ class _Source:
     """The lazy arrays of one spatial block, hidden from Dask's dependency tracking so that
     the task reads its time slices itself, one at a time, when it needs them."""
 
-    def __init__(self, arrays: dict[str, Any], batch_bytes: int = 32 * 2**20) -> None:
+    def __init__(self, arrays: dict[str, Any], batch_bytes: int = 8 * 2**20,
+                 read_threads: int = 4) -> None:
         self.arrays = arrays
         self.batch_bytes = batch_bytes
+        self.read_threads = read_threads
 
     def read(self, t: int, names: Sequence[str]) -> dict[str, np.ndarray]:
         """One time slice of the named arrays."""
         _, batch = next(self.batches(names, start=t, stop=t + 1))
         return {n: v[0] for n, v in batch.items()}
 
+    def batch_size(self, names: Sequence[str]) -> int:
+        """Slices per read that fit ``batch_bytes``."""
+        per_slice = sum(
+            int(np.prod(self.arrays[n].shape[1:])) * self.arrays[n].dtype.itemsize for n in names
+        )
+        return max(1, int(self.batch_bytes // max(per_slice, 1)))
+
     def batches(
-        self, names: Sequence[str], *, start: int = 0, stop: int | None = None
+        self, names: Sequence[str], *, start: int = 0, stop: int | None = None,
+        size: int | None = None,
     ) -> Any:
         """Yield ``(t0, {name: (k, y, x) array})`` for consecutive slices, as many per read
         as fit ``batch_bytes`` (fewer scheduler round trips, memory still bounded)."""
         first = self.arrays[names[0]]
         stop = first.shape[0] if stop is None else stop
-        per_slice = sum(
-            int(np.prod(self.arrays[n].shape[1:])) * self.arrays[n].dtype.itemsize for n in names
-        )
-        k = max(1, int(self.batch_bytes // max(per_slice, 1)))
+        k = size or self.batch_size(names)
         for t0 in range(start, stop, k):
             t1 = min(stop, t0 + k)
+            # Threads: GDAL reads release the GIL, so a block's slices are read in parallel.
             values = dask.compute(*(self.arrays[n][t0:t1] for n in names),
-                                  scheduler="synchronous")
+                                  scheduler="threads", num_workers=self.read_threads)
             yield t0, {n: np.asarray(v) for n, v in zip(names, values, strict=True)}
 
 
@@ -321,7 +330,8 @@ def _composite_block(
     below = np.zeros((h, w), dtype=bool)
     # Pass 1: flags and B02 only. SCL comes with its halo (the cloud buffer), the bands
     # without, so that both read whole chunks when blocks follow the cube's chunks.
-    pass1 = zip(source.batches([SCL]), core.batches(params.bands), strict=True)
+    k = min(source.batch_size([SCL]), core.batch_size(params.bands))
+    pass1 = zip(source.batches([SCL], size=k), core.batches(params.bands, size=k), strict=True)
     for (t0, scl_batch), (_, batch) in pass1:
         for i in range(scl_batch[SCL].shape[0]):
             t = t0 + i
@@ -388,12 +398,13 @@ def _composite_block(
 
 
 def _auto_block(n_time: int, shape: tuple[int, int], budget: int) -> int:
-    """Side of a square block whose first pass fits the memory budget, and small enough that
-    an area gives at least four blocks to work on in parallel."""
+    """Side of a square block whose first pass fits the memory budget. Blocks are not made
+    smaller than that for parallelism: each block reads every scene twice, so more blocks
+    mean more file opens; a block reads its slices with threads instead."""
     pixels = budget / (_BYTES_PER_PIXEL_SCENE * max(n_time, 1))
     side = int(math.sqrt(max(pixels, 1)))
     side = max(16, min(2048, side - side % 16 or 16))
-    return max(16, min(side, -(-max(shape) // 2)))
+    return min(side, max(shape))
 
 
 def _aligned_block(arr: Any, side: int) -> tuple[int, int]:

@@ -1,0 +1,226 @@
+"""SCMaP: cup4soil's composite vs the direct xarray transcription of DLR's openEO graph.
+
+One command, one run, the same synthetic cubes (from ``cup4soil.sample``, read from COGs and
+held in memory), printed as a table:
+
+1. wall time and peak memory of ``cup4soil.scmap.composite`` vs the baseline, and whether
+   their products agree;
+2. peak memory of cup4soil for T small vs T large at the same spatial size (target <= 1.3);
+3. throughput in pixel-observations per second per core.
+
+Every case runs in a fresh subprocess; peak memory is the growth of the process's resident
+set during the compute (sampled every 5 ms: NumPy, GDAL and Dask all count), and the
+process's peak RSS.
+
+    python benchmarks/scmap.py                       # 256 x 256 px (10 m), T = 50 and 400
+    python benchmarks/scmap.py --size 128 --t-small 20 --t-large 80   # quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import resource
+import sys
+import threading
+import time
+from functools import reduce
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+BANDS = ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12")
+THRESHOLD = 0.137
+
+
+def xarray_scmap(cube: xr.Dataset, threshold: float, *, nmad_sigma: float = 3.0,
+                 mref_sigma: float = 4.0, min_bare: int = 3, radius: int = 5) -> xr.Dataset:
+    """The straightforward transcription a user would write: where, median, mean, std."""
+    scl = cube.SCL
+    nodata = reduce(lambda a, b: a | b, [cube[b] == 0 for b in BANDS])
+    invalid = scl.isin([0, 1, 2, 3, 7, 8, 9, 10, 11]) | nodata | (cube.sza > 70)
+    clouds = scl.isin([3, 8, 9, 10]).astype("uint8")
+    buffered = clouds.rolling(y=2 * radius + 1, x=2 * radius + 1, center=True,
+                              min_periods=1).max() > 0
+    valid = ~invalid & ~buffered
+    b04, b08, b12 = (cube[b].astype("float32") for b in ("B04", "B08", "B12"))
+    pvir2 = (b08 - b04) / (b08 + b04) + (b08 - b12) / (b08 + b12)
+    bare = valid & (pvir2 <= threshold)
+    b02 = cube.B02.astype("float32").chunk({"time": -1})
+    refl = cube[list(BANDS)].to_array("band").astype("float32")
+
+    def drop_outliers(sel: xr.DataArray, sigma: float) -> xr.DataArray:
+        x = b02.where(sel)
+        med = x.median("time")
+        nmad = 1.4826 * abs(x - med).median("time")
+        return sel & ~((b02 > med + sigma * nmad) & (b02 > med + 80))
+
+    keep = drop_outliers(bare, nmad_sigma)
+    keep_v = drop_outliers(valid, mref_sigma)
+    bsc = keep.sum("time")
+    enough = bsc >= min_bare
+    src = refl.where(keep)
+    mref = refl.where(keep_v)
+    vpc = valid.sum("time")
+    return xr.Dataset({
+        "SRC": src.mean("time").where(enough),
+        "SRC_STD": src.std("time", ddof=1).where(enough),
+        "MREF": mref.mean("time"),
+        "MREF_STD": mref.std("time", ddof=1),
+        "VPC": vpc,
+        "BSC": bsc.where(enough, 0),
+        "BSF": (bsc / vpc).where(enough),
+    })
+
+
+def _make(data_dir: Path, size: int, n_time: int) -> Any:
+    from cup4soil.sample import make_catalog
+
+    per_year = max(1, round(n_time / 5))
+    return make_catalog(data_dir / f"s{size}-t{per_year * 5}", size=size,
+                        scenes_per_year=per_year, seed=11)
+
+
+def _cube(sample: Any, in_memory: bool) -> xr.Dataset:
+    import cup4soil
+
+    items = cup4soil.search(sample.bbox, sample.time_range, catalog=sample.catalog,
+                            max_cloud_cover=100)
+    cube = cup4soil.load_s2(items, resolution=20.0, chunks={"y": 512, "x": 512})
+    if in_memory:
+        cube = cube.persist(scheduler="threads")
+    return cube
+
+
+class _PeakRSS:
+    """Samples the resident set size in a thread; ``growth`` is the peak above the start."""
+
+    def __init__(self) -> None:
+        import psutil
+
+        self._proc = psutil.Process()
+        self.start = self.peak = self._proc.memory_info().rss
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.005):
+            self.peak = max(self.peak, self._proc.memory_info().rss)
+
+    def __enter__(self) -> _PeakRSS:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._proc.memory_info().rss)
+
+    @property
+    def growth(self) -> int:
+        return self.peak - self.start
+
+
+def _run(job: dict[str, Any], queue: Any) -> None:
+    # GDAL's block cache (default 5 % of RAM) would grow with the number of files read and
+    # hide the algorithms' own memory; both engines get the same small cache.
+    os.environ["GDAL_CACHEMAX"] = "32"
+    import gc
+
+    import dask
+
+    from cup4soil import scmap
+
+    sample = _make(Path(job["data"]), job["size"], job["t"])
+    cube = _cube(sample, job["memory"])
+    gc.collect()
+    t0 = time.perf_counter()
+    with dask.config.set(scheduler="threads"), _PeakRSS() as mem:
+        if job["engine"] == "cup4soil":
+            out = scmap.composite(cube, THRESHOLD).compute()
+        else:
+            out = xarray_scmap(cube, THRESHOLD).compute()
+    seconds = time.perf_counter() - t0
+    peak = mem.growth
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    keep = {k: np.asarray(out[k].values) for k in ("VPC", "BSC", "SRC", "MREF")}
+    queue.put({
+        "seconds": seconds, "peak_mb": peak / 2**20, "rss_mb": rss / 1024,
+        "T": int(cube.sizes["time"]),
+        "pixels": int(cube.sizes["y"] * cube.sizes["x"]), "products": keep,
+    })
+
+
+def measure(**job: Any) -> dict[str, Any]:
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_run, args=(job, queue))
+    proc.start()
+    result = queue.get()
+    proc.join()
+    return result
+
+
+def agree(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> bool:
+    same_counts = all(np.array_equal(a[k], b[k]) for k in ("VPC", "BSC"))
+    close = all(np.allclose(a[k], b[k], rtol=1e-4, atol=0.05, equal_nan=True)
+                for k in ("SRC", "MREF"))
+    return same_counts and close
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", type=int, default=256, help="side, 10 m pixels")
+    parser.add_argument("--t-small", type=int, default=50)
+    parser.add_argument("--t-large", type=int, default=400)
+    parser.add_argument("--data", default=os.environ.get("CUP4SOIL_BENCH_DATA",
+                                                         "/tmp/cup4soil-bench"))
+    args = parser.parse_args()
+    cores = os.cpu_count() or 1
+    print(f"SCMaP benchmark: {args.size} x {args.size} px at 10 m -> 20 m cube, "
+          f"{cores} cores, threaded Dask; data in {args.data}")
+    for t in (args.t_small, args.t_large):  # generate the archives outside the timings
+        _make(Path(args.data), args.size, t)
+
+    print(f"\n1. cup4soil vs the xarray transcription (same cube, T = {args.t_small})")
+    print(f"{'source':<8} {'engine':<9} {'wall s':>8} {'+RSS MB':>8} {'RSS MB':>7} "
+          f"{'ratio':>6} {'agree':>6}")
+    for in_memory in (False, True):
+        res = {e: measure(engine=e, memory=in_memory, size=args.size, t=args.t_small,
+                          data=args.data) for e in ("xarray", "cup4soil")}
+        ok = agree(res["xarray"]["products"], res["cup4soil"]["products"])
+        ratio = res["xarray"]["seconds"] / res["cup4soil"]["seconds"]
+        for e in ("xarray", "cup4soil"):
+            r = res[e]
+            print(f"{'memory' if in_memory else 'COGs':<8} {e:<9} {r['seconds']:8.2f} "
+                  f"{r['peak_mb']:8.1f} {r['rss_mb']:7.0f} "
+                  f"{(f'{ratio:.1f}x' if e == 'cup4soil' else ''):>6} "
+                  f"{('yes' if ok else 'NO') if e == 'cup4soil' else '':>6}")
+
+    print(f"\n2. cup4soil peak memory, T = {args.t_small} vs T = {args.t_large} (COGs)")
+    small = measure(engine="cup4soil", memory=False, size=args.size, t=args.t_small,
+                    data=args.data)
+    large = measure(engine="cup4soil", memory=False, size=args.size, t=args.t_large,
+                    data=args.data)
+    base_large = measure(engine="xarray", memory=False, size=args.size, t=args.t_large,
+                         data=args.data)
+    print(f"{'T':>5} {'cup4soil +RSS MB':>17} {'xarray +RSS MB':>15}")
+    print(f"{small['T']:>5} {small['peak_mb']:17.1f} {res['xarray']['peak_mb']:15.1f}"
+          "   (xarray at T small from the in-memory run above)")
+    print(f"{large['T']:>5} {large['peak_mb']:17.1f} {base_large['peak_mb']:15.1f}")
+    print(f"ratio T large / T small (cup4soil): {large['peak_mb'] / small['peak_mb']:.2f} "
+          "(target <= 1.3)")
+
+    print("\n3. throughput (pixel-observations per second per core)")
+    for name, r in (("cup4soil, T small", small), ("cup4soil, T large", large),
+                    ("xarray, T large", base_large)):
+        rate = r["pixels"] * r["T"] / r["seconds"] / cores
+        print(f"  {name:<20} {rate / 1e3:8.1f} k/s/core  ({r['seconds']:.1f} s)")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
