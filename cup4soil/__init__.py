@@ -1,15 +1,16 @@
 """cup4soil: European soil-health maps from public Earth-observation archives.
 
 The chain: :func:`search` STAC catalogs -> :func:`load_s2` a lazy, harmonised
-Sentinel-2 cube -> :mod:`cup4soil.masks` SCMaP validity -> products written with
-:mod:`cup4soil.store`. :mod:`cup4soil.sample` makes an offline sample archive.
+Sentinel-2 cube -> :mod:`cup4soil.masks` SCMaP validity -> :mod:`cup4soil.scmap`
+bare-soil composites -> products written with :mod:`cup4soil.store`.
+:mod:`cup4soil.sample` makes an offline sample archive.
 """
 
 from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import errors, masks, sample, store
+from . import errors, masks, quicklook, sample, scmap, store
 from .catalog import search
 from .cube import load_s2
 
@@ -18,4 +19,7 @@ try:
 except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0"
 
-__all__ = ["__version__", "errors", "load_s2", "masks", "sample", "search", "store"]
+__all__ = [
+    "__version__", "errors", "load_s2", "masks", "quicklook", "sample", "scmap", "search",
+    "store",
+]
