@@ -140,7 +140,8 @@ def _run(job: dict[str, Any], queue: Any) -> None:
     t0 = time.perf_counter()
     with dask.config.set(scheduler="threads"), _PeakRSS() as mem:
         if job["engine"] == "cup4soil":
-            out = scmap.composite(cube, THRESHOLD).compute()
+            memory = job.get("task_memory") or scmap.DEFAULT_TASK_MEMORY
+            out = scmap.composite(cube, THRESHOLD, task_memory=memory).compute()
         else:
             out = xarray_scmap(cube, THRESHOLD).compute()
     seconds = time.perf_counter() - t0
@@ -176,6 +177,9 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=256, help="side, 10 m pixels")
     parser.add_argument("--t-small", type=int, default=50)
     parser.add_argument("--t-large", type=int, default=400)
+    parser.add_argument("--task-memory", type=int, default=32,
+                        help="cup4soil's per-task memory budget in part 2, MiB: small enough "
+                             "that the block size, not the cube, is the limit at both T")
     parser.add_argument("--data", default=os.environ.get("CUP4SOIL_BENCH_DATA",
                                                          "/tmp/cup4soil-bench"))
     args = parser.parse_args()
@@ -200,11 +204,13 @@ def main() -> None:
                   f"{(f'{ratio:.1f}x' if e == 'cup4soil' else ''):>6} "
                   f"{('yes' if ok else 'NO') if e == 'cup4soil' else '':>6}")
 
-    print(f"\n2. cup4soil peak memory, T = {args.t_small} vs T = {args.t_large} (COGs)")
+    print(f"\n2. cup4soil peak memory, T = {args.t_small} vs T = {args.t_large} (COGs, "
+          f"task_memory = {args.task_memory} MiB)")
+    budget = args.task_memory * 2**20
     small = measure(engine="cup4soil", memory=False, size=args.size, t=args.t_small,
-                    data=args.data)
+                    data=args.data, task_memory=budget)
     large = measure(engine="cup4soil", memory=False, size=args.size, t=args.t_large,
-                    data=args.data)
+                    data=args.data, task_memory=budget)
     base_large = measure(engine="xarray", memory=False, size=args.size, t=args.t_large,
                          data=args.data)
     print(f"{'T':>5} {'cup4soil +RSS MB':>17} {'xarray +RSS MB':>15}")

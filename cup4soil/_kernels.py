@@ -158,9 +158,13 @@ def nmad_upper_limit(b02: np.ndarray, mask: np.ndarray, sigma: float,
     """
     med = masked_median(b02, mask)
     if np.issubdtype(b02.dtype, np.integer):
-        # |B02 - med| * 2 is a whole number (med may end in .5): sort it as uint32.
-        twice = np.abs(2 * b02.astype(np.int64) - np.nan_to_num(2 * med, nan=0)[None])
-        nmad = NMAD_FACTOR * masked_median(twice.astype(np.uint32), mask) / 2
+        # |B02 - med| * 2 is a whole number (med may end in .5) below 2^17: int32 arithmetic,
+        # sorted as uint32 -- a quarter of the memory of float64.
+        twice_med = np.nan_to_num(2 * med, nan=0).astype(np.int32)
+        twice = 2 * b02.astype(np.int32)
+        twice -= twice_med[None]
+        np.abs(twice, out=twice)
+        nmad = NMAD_FACTOR * masked_median(twice.view(np.uint32), mask) / 2
     else:
         dev = np.abs(b02.astype(np.float64) - med[None])
         nmad = NMAD_FACTOR * masked_median(dev, mask)

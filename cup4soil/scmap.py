@@ -59,8 +59,8 @@ THRESHOLD_ENV = "CUP4SOIL_DLR_THRESHOLD"
 #: Default memory budget of one block task, bytes.
 DEFAULT_TASK_MEMORY = 192 * 2**20
 #: Bytes held per pixel and scene by the first pass: B02 (2), flags (2), the sorted uint16
-#: copy (2) and the uint32 deviations (4 + 4 sorted), with some headroom.
-_BYTES_PER_PIXEL_SCENE = 16
+#: copy (2), the int32 deviations and their sorted copy (8), masks and headroom.
+_BYTES_PER_PIXEL_SCENE = 24
 
 
 class ThresholdError(Cup4SoilError, ValueError):
@@ -330,8 +330,11 @@ def _composite_block(
     below = np.zeros((h, w), dtype=bool)
     # Pass 1: flags and B02 only. SCL comes with its halo (the cloud buffer), the bands
     # without, so that both read whole chunks when blocks follow the cube's chunks.
-    k = min(source.batch_size([SCL]), core.batch_size(params.bands))
-    pass1 = zip(source.batches([SCL], size=k), core.batches(params.bands, size=k), strict=True)
+    # A per-pixel sun zenith (variable "sza") is read with the bands; else one per time.
+    per_pixel_sza = "sza" in core.arrays
+    pass1_names = [*params.bands, "sza"] if per_pixel_sza else list(params.bands)
+    k = min(source.batch_size([SCL]), core.batch_size(pass1_names))
+    pass1 = zip(source.batches([SCL], size=k), core.batches(pass1_names, size=k), strict=True)
     for (t0, scl_batch), (_, batch) in pass1:
         for i in range(scl_batch[SCL].shape[0]):
             t = t0 + i
@@ -339,7 +342,11 @@ def _composite_block(
             scl = scl_batch[SCL][i][core_sl]
             bands = {b: batch[b][i] for b in params.bands}
             v = _kernels.valid_from_parts(scl, clouds, *bands.values())
-            if sza[t] > params.max_sun_zenith:  # NaN (unknown) does not invalidate
+            # NaN (unknown) sun zenith does not invalidate.
+            if per_pixel_sza:
+                with np.errstate(invalid="ignore"):
+                    v &= ~(batch["sza"][i] > params.max_sun_zenith)
+            elif sza[t] > params.max_sun_zenith:
                 v[:] = False
             p = _kernels.pvir2(bands["B04"], bands["B08"], bands["B12"])
             with np.errstate(invalid="ignore"):
@@ -415,7 +422,8 @@ def _aligned_block(arr: Any, side: int) -> tuple[int, int]:
     out = []
     for chunks in arr.chunks[1:]:
         c = chunks[0]
-        out.append(c * max(1, side // c) if side >= c else max(1, c // -(-c // side)))
+        # Whole chunks when the budget allows, else an even split of one chunk.
+        out.append(c * (side // c) if side >= c else -(-c // -(-c // side)))
     return out[0], out[1]
 
 
@@ -589,9 +597,10 @@ def _composite_one(
     else:
         by_ = bx_ = _auto_block(n_t, (ny, nx), task_memory)
     r = params.radius
-    sza = (np.asarray(cube["sza"].values, dtype=np.float64) if "sza" in cube.coords
-           else np.full(n_t, np.nan))
-    names = [SCL, *params.bands]
+    per_pixel = "sza" in cube.data_vars and cube["sza"].ndim == 3
+    sza = (np.asarray(cube["sza"].values, dtype=np.float64)
+           if "sza" in cube.coords and cube["sza"].dims == ("time",) else np.full(n_t, np.nan))
+    names = [SCL, *params.bands, *(["sza"] if per_pixel else [])]
     arrays = {n: cube[n].transpose("time", "y", "x").data for n in names}
     if not chunks:
         by_, bx_ = _aligned_block(arrays[SCL], by_)
@@ -605,7 +614,7 @@ def _composite_one(
             ya, yb, xa, xb = max(0, y0 - r), min(ny, y1 + r), max(0, x0 - r), min(nx, x1 + r)
             halo = (y0 - ya, yb - y1, x0 - xa, xb - x1)
             with_halo = {SCL: arrays[SCL][:, ya:yb, xa:xb]}
-            core = {n: arrays[n][:, y0:y1, x0:x1] for n in params.bands}
+            core = {n: arrays[n][:, y0:y1, x0:x1] for n in names if n != SCL}
             # Cull each block's graph to its own reads before hiding it in the task.
             with_halo = dict(zip(with_halo, dask.optimize(*with_halo.values()), strict=True))
             core = dict(zip(core, dask.optimize(*core.values()), strict=True))

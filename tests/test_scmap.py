@@ -7,6 +7,7 @@ import numpy as np
 import pystac
 import pytest
 import rasterio
+import xarray as xr
 from odc.geo.geobox import GeoBox
 from rasterio.enums import Resampling
 from scipy.ndimage import binary_erosion
@@ -136,6 +137,17 @@ def test_by_year(cube, dlr_threshold):
 def test_products_subset_skips_mref(cube, dlr_threshold):
     out = scmap.composite(cube, dlr_threshold, products=["SRC", "BSC"])
     assert set(out.data_vars) == {"SRC", "BSC"}
+
+
+def test_per_pixel_sun_zenith(cube, dlr_threshold):
+    low = cube.drop_vars("sza")
+    sza = xr.full_like(low.B02, 30.0, dtype="float32")
+    sza[:, :, : low.sizes["x"] // 2] = 80.0  # the western half has the sun too low
+    out = scmap.composite(low.assign(sza=sza), dlr_threshold, products=["VPC"]).compute()
+    half = low.sizes["x"] // 2
+    assert (out.VPC.values[:, :half] == 0).all() and out.VPC.values[:, half:].any()
+    ref = scmap.composite(low, dlr_threshold, products=["VPC"]).compute()
+    np.testing.assert_array_equal(out.VPC.values[:, half:], ref.VPC.values[:, half:])
 
 
 def test_to_soilsuite(products):
