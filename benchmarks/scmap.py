@@ -177,9 +177,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=256, help="side, 10 m pixels")
     parser.add_argument("--t-small", type=int, default=50)
     parser.add_argument("--t-large", type=int, default=400)
-    parser.add_argument("--task-memory", type=int, default=32,
-                        help="cup4soil's per-task memory budget in part 2, MiB: small enough "
-                             "that the block size, not the cube, is the limit at both T")
+    parser.add_argument("--task-memory", type=int, default=192,
+                        help="cup4soil's per-task memory budget in part 2, MiB")
     parser.add_argument("--data", default=os.environ.get("CUP4SOIL_BENCH_DATA",
                                                          "/tmp/cup4soil-bench"))
     args = parser.parse_args()

@@ -26,6 +26,7 @@ import xarray as xr
 from odc.geo.crs import CRS
 from odc.geo.geobox import GeoBox
 from odc.geo.geom import Geometry
+from odc.loader._rio import RioDriver  # odc-stac's reader; wrapped below for clear errors
 from rasterio.errors import NotGeoreferencedWarning
 from shapely.geometry.base import BaseGeometry
 
@@ -202,17 +203,6 @@ def _chunks(chunks: Mapping[str, int] | None) -> tuple[int, int]:
 # ----------------------------------------------------------------------------------- readers
 
 
-def _odc_driver() -> Any:
-
-    return _SafeRioDriver()
-
-
-try:
-    from odc.loader._rio import RioDriver as _RioDriver
-except ImportError:  # pragma: no cover - odc-stac always ships odc-loader
-    _RioDriver = object  # type: ignore[assignment,misc]
-
-
 class _SafeReader:
     """Wraps odc-loader's rasterio reader so failures name the asset, without tokens."""
 
@@ -228,7 +218,9 @@ class _SafeReader:
             raise AssetReadError(self._uri, f"{type(exc).__name__}: {exc}") from None
 
 
-class _SafeRioDriver(_RioDriver):  # type: ignore[misc,valid-type]
+class _SafeRioDriver(RioDriver):  # type: ignore[misc]
+    """odc-loader's rasterio driver whose readers raise :class:`AssetReadError`."""
+
     def open(self, src: Any, ctx: Any) -> _SafeReader:
         return _SafeReader(super().open(src, ctx), src.uri)
 
@@ -246,7 +238,7 @@ def _load_odc(
         groupby="solar_day",
         chunks={"y": chunk[0], "x": chunk[1]},
         resampling=_resampling(bands, resolution),
-        driver=_odc_driver(),
+        driver=_SafeRioDriver(),
         fail_on_error=True,
         # Overviews may be built by nearest (they are in real archives): averaging 10 m to
         # 20 m must read the full-resolution pixels, as SCMaP prescribes.

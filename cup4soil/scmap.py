@@ -266,9 +266,13 @@ class _Source:
     """The lazy arrays of one spatial block, hidden from Dask's dependency tracking so that
     the task reads its time slices itself, one at a time, when it needs them."""
 
-    def __init__(self, arrays: dict[str, Any], batch_bytes: int = 8 * 2**20,
-                 read_threads: int = 4) -> None:
+    def __init__(self, arrays: dict[str, Any], *, slice_bytes: dict[str, int] | None = None,
+                 batch_bytes: int = 8 * 2**20, read_threads: int = 4) -> None:
         self.arrays = arrays
+        # Bytes a read of one time slice materialises: whole source chunks, not the window.
+        self.slice_bytes = slice_bytes or {
+            n: int(np.prod(a.shape[1:])) * a.dtype.itemsize for n, a in arrays.items()
+        }
         self.batch_bytes = batch_bytes
         self.read_threads = read_threads
 
@@ -277,11 +281,14 @@ class _Source:
         _, batch = next(self.batches(names, start=t, stop=t + 1))
         return {n: v[0] for n, v in batch.items()}
 
+    def __dask_tokenize__(self) -> tuple[Any, ...]:
+        # Cheap and deterministic: the arrays' names identify their graphs.
+        return (type(self).__name__, tuple((n, a.name) for n, a in self.arrays.items()),
+                self.batch_bytes)
+
     def batch_size(self, names: Sequence[str]) -> int:
         """Slices per read that fit ``batch_bytes``."""
-        per_slice = sum(
-            int(np.prod(self.arrays[n].shape[1:])) * self.arrays[n].dtype.itemsize for n in names
-        )
+        per_slice = sum(self.slice_bytes[n] for n in names)
         return max(1, int(self.batch_bytes // max(per_slice, 1)))
 
     def batches(
@@ -425,6 +432,17 @@ def _aligned_block(arr: Any, side: int) -> tuple[int, int]:
         # Whole chunks when the budget allows, else an even split of one chunk.
         out.append(c * (side // c) if side >= c else -(-c // -(-c // side)))
     return out[0], out[1]
+
+
+def _read_bytes(arr: Any, rows: tuple[int, int], cols: tuple[int, int]) -> int:
+    """Bytes of the source chunks a (rows, cols) window of one time slice touches."""
+    touched = []
+    for (a, b), chunks in zip((rows, cols), arr.chunks[1:], strict=True):
+        edges = np.cumsum((0, *chunks))
+        first = np.searchsorted(edges, a, side="right") - 1
+        last = np.searchsorted(edges, b, side="left")
+        touched.append(int(edges[last] - edges[first]))
+    return touched[0] * touched[1] * arr.dtype.itemsize
 
 
 def _splits(n: int, size: int) -> list[tuple[int, int]]:
@@ -625,8 +643,11 @@ def _composite_one(
             else:
                 thr_block = thr
             wc_block = wc.data[y0:y1, x0:x1] if wc is not None else None
+            halo_bytes = {SCL: _read_bytes(arrays[SCL], (ya, yb), (xa, xb))}
+            core_bytes = {n: _read_bytes(arrays[n], (y0, y1), (x0, x1)) for n in core}
             task = dask.delayed(_composite_block, pure=True)(
-                _Source(with_halo), _Source(core), halo, thr_block, wc_block, sza, params,
+                _Source(with_halo, slice_bytes=halo_bytes), _Source(core, slice_bytes=core_bytes),
+                halo, thr_block, wc_block, sza, params,
             )
             h, w = y1 - y0, x1 - x0
             for p in params.products:
