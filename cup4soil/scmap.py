@@ -320,6 +320,8 @@ def _composite_block(
     """All products of one spatial block (pure NumPy inside; reads through the sources)."""
     top, bottom, left, right = halo
     n_t = len(sza)
+    if isinstance(threshold, tuple):  # (raster threshold, block grid)
+        threshold = threshold[0].on(threshold[1])
     thr = threshold if isinstance(threshold, np.ndarray) else None
     first = source.read(0, [SCL])[SCL]
     h = first.shape[0] - top - bottom
@@ -637,7 +639,8 @@ def _composite_one(
             with_halo = dict(zip(with_halo, dask.optimize(*with_halo.values()), strict=True))
             core = dict(zip(core, dask.optimize(*core.values()), strict=True))
             if isinstance(thr, _RasterThreshold):
-                thr_block: Any = thr.on(geobox[y0:y1, x0:x1])
+                # Resampled inside the task: building the graph computes nothing.
+                thr_block: Any = (thr, geobox[y0:y1, x0:x1])
             elif isinstance(thr, xr.DataArray):
                 thr_block = thr.data[y0:y1, x0:x1]
             else:
