@@ -215,3 +215,31 @@ class Moments:
         """Sample standard deviation (n - 1, like openEO's ``sd``); NaN where n < 2."""
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.where(self.n >= 2, np.sqrt(np.maximum(self.m2, 0) / (self.n - 1)), np.nan)
+
+
+# ------------------------------------------------------------------------- packed time flags
+
+
+def flags_new(n_time: int, shape: tuple[int, int]) -> np.ndarray:
+    """Boolean flags over (time, y, x) packed 8 scenes to a byte: 1/8 of a bool array."""
+    return np.zeros(((n_time + 7) // 8, *shape), dtype=np.uint8)
+
+
+def flags_set(bits: np.ndarray, t: int, mask: np.ndarray) -> None:
+    """Set the flags of scene ``t`` to ``mask`` (which must start cleared)."""
+    bits[t >> 3] |= mask.astype(np.uint8) << np.uint8(t & 7)
+
+
+def flags_get(bits: np.ndarray, t: int) -> np.ndarray:
+    """The flags of scene ``t`` as a boolean (y, x) array."""
+    return ((bits[t >> 3] >> np.uint8(t & 7)) & 1).astype(bool)
+
+
+def flags_unpack(bits: np.ndarray, n_time: int, rows: slice) -> np.ndarray:
+    """All scenes' flags for a strip of rows, as a boolean (time, rows, x) array."""
+    return np.unpackbits(bits[:, rows], axis=0, count=n_time, bitorder="little").astype(bool)
+
+
+def flags_pack(flags: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`flags_unpack` for a strip."""
+    return np.packbits(flags, axis=0, bitorder="little")

@@ -58,9 +58,12 @@ DLR_THRESHOLD_URL = (
 THRESHOLD_ENV = "CUP4SOIL_DLR_THRESHOLD"
 #: Default memory budget of one block task, bytes.
 DEFAULT_TASK_MEMORY = 192 * 2**20
-#: Bytes held per pixel and scene by the first pass: B02 (2), flags (2), the sorted uint16
-#: copy (2), the int32 deviations and their sorted copy (8), masks and headroom.
-_BYTES_PER_PIXEL_SCENE = 24
+#: Bytes held per pixel and scene through a block task: B02 (2) and two packed flags
+#: (1/4), with headroom. The sorts run strip by strip within ``_STRIP_BYTES``.
+_BYTES_PER_PIXEL_SCENE = 3
+_STRIP_BYTES = 16 * 2**20
+#: Working bytes per value of the strip-wise NMAD test (flags, sorted copies, deviations).
+_STRIP_BYTES_PER_VALUE = 14
 
 
 class ThresholdError(Cup4SoilError, ValueError):
@@ -333,9 +336,11 @@ def _composite_block(
         np.isin(worldcover, _kernels.WC_NOT_BARE) if worldcover is not None
         else np.zeros((h, w), bool)
     )
+    # Per scene, only B02 (2 bytes) and two packed flags (2 bits) are kept per pixel.
     b02 = np.zeros((n_t, h, w), dtype=np.uint16)
-    valid = np.zeros((n_t, h, w), dtype=bool)
-    bare = np.zeros((n_t, h, w), dtype=bool)
+    valid = _kernels.flags_new(n_t, (h, w))
+    bare = _kernels.flags_new(n_t, (h, w))
+    vpc_count = np.zeros((h, w), dtype=np.int32)
     below = np.zeros((h, w), dtype=bool)
     # Pass 1: flags and B02 only. SCL comes with its halo (the cloud buffer), the bands
     # without, so that both read whole chunks when blocks follow the cube's chunks.
@@ -359,16 +364,28 @@ def _composite_block(
                 v[:] = False
             p = _kernels.pvir2(bands["B04"], bands["B08"], bands["B12"])
             with np.errstate(invalid="ignore"):
-                bare[t] = v & (p <= thr) & ~not_bare_cover
+                _kernels.flags_set(bare, t, v & (p <= thr) & ~not_bare_cover)
                 below |= v & (p < thr)
-            valid[t] = v
+            _kernels.flags_set(valid, t, v)
+            vpc_count += v
             b02[t] = bands["B02"]
-    vpc = valid.sum(axis=0).astype(np.uint16)
-    bare &= b02 <= _kernels.nmad_upper_limit(b02, bare, params.nmad_sigma)
-    if params.need_mref:
-        valid &= b02 <= _kernels.nmad_upper_limit(b02, valid, params.mref_nmad_sigma)
+    vpc = vpc_count.astype(np.uint16)
+    # NMAD outlier test, strip by strip of rows: the sort's working copies stay small
+    # whatever the number of scenes.
+    bsc_raw = np.zeros((h, w), dtype=np.int32)
+    strip = max(1, _STRIP_BYTES // max(1, n_t * w * _STRIP_BYTES_PER_VALUE))
+    for r0 in range(0, h, strip):
+        rows = slice(r0, min(h, r0 + strip))
+        series = b02[:, rows]
+        keep = _kernels.flags_unpack(bare, n_t, rows)
+        keep &= series <= _kernels.nmad_upper_limit(series, keep, params.nmad_sigma)
+        bare[:, rows] = _kernels.flags_pack(keep)
+        bsc_raw[rows] = keep.sum(axis=0)
+        if params.need_mref:
+            keep = _kernels.flags_unpack(valid, n_t, rows)
+            keep &= series <= _kernels.nmad_upper_limit(series, keep, params.mref_nmad_sigma)
+            valid[:, rows] = _kernels.flags_pack(keep)
     del b02
-    bsc_raw = bare.sum(axis=0)
     enough = bsc_raw >= params.min_bare
     out: dict[str, np.ndarray] = {"VPC": vpc}
     out["BSC"] = np.where(enough, bsc_raw, 0).astype(np.uint16)
@@ -389,12 +406,14 @@ def _composite_block(
         for t0, batch in core.batches(params.bands):
             for i in range(batch[params.bands[0]].shape[0]):
                 t = t0 + i
-                if not (bare[t].any() or (m_valid is not None and valid[t].any())):
+                bare_t = _kernels.flags_get(bare, t)
+                valid_t = _kernels.flags_get(valid, t) if m_valid is not None else None
+                if not (bare_t.any() or (valid_t is not None and valid_t.any())):
                     continue  # nothing to add
                 x = np.stack([batch[b][i] for b in params.bands]).astype(np.float64)
-                m_bare.add(x, bare[t])
+                m_bare.add(x, bare_t)
                 if m_valid is not None:
-                    m_valid.add(x, valid[t])
+                    m_valid.add(x, valid_t)
         if params.need_src:
             keep = enough[None]
             std = m_bare.std()

@@ -176,3 +176,17 @@ def test_moments_stay_precise_for_large_dn():
 def test_pvir2_zero_denominator_is_nan():
     p = _kernels.pvir2(np.array([0, 1000]), np.array([0, 3000]), np.array([0, 1000]))
     assert np.isnan(p[0]) and p[1] == pytest.approx(1.0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(t=st.integers(1, 20), h=st.integers(1, 5), w=st.integers(1, 5), seed=st.integers(0, 99))
+def test_packed_flags_round_trip(t, h, w, seed):
+    flags = np.random.default_rng(seed).random((t, h, w)) < 0.5
+    bits = _kernels.flags_new(t, (h, w))
+    for k in range(t):
+        _kernels.flags_set(bits, k, flags[k])
+    for k in range(t):
+        np.testing.assert_array_equal(_kernels.flags_get(bits, k), flags[k])
+    rows = slice(0, max(1, h // 2))
+    np.testing.assert_array_equal(_kernels.flags_unpack(bits, t, rows), flags[:, rows])
+    np.testing.assert_array_equal(_kernels.flags_pack(flags[:, rows]), bits[:, rows])
