@@ -61,7 +61,7 @@ DEFAULT_TASK_MEMORY = 192 * 2**20
 #: Bytes held per pixel and scene through a block task: B02 (2) and two packed flags
 #: (1/4), with headroom. The sorts run strip by strip within ``_STRIP_BYTES``.
 _BYTES_PER_PIXEL_SCENE = 3
-_STRIP_BYTES = 16 * 2**20
+_STRIP_BYTES = 8 * 2**20
 #: Working bytes per value of the strip-wise NMAD test (flags, sorted copies, deviations).
 _STRIP_BYTES_PER_VALUE = 14
 
