@@ -18,10 +18,6 @@ from typing import Any
 from .errors import Cup4SoilError
 
 
-def _positive_float(text: str) -> float:
-    return float(text)
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cup4soil",

@@ -29,6 +29,7 @@ from odc.geo.geom import Geometry
 from odc.loader._rio import RioDriver  # odc-stac's reader; wrapped below for clear errors
 from rasterio.errors import NotGeoreferencedWarning
 from shapely.geometry.base import BaseGeometry
+from stackstac.rio_reader import AutoParallelRioReader
 
 from . import _kernels, _s2meta
 from ._parse import parse_aoi
@@ -246,20 +247,14 @@ def _load_odc(
     )
 
 
-def _stackstac_reader() -> type:
-    from stackstac.rio_reader import AutoParallelRioReader
+class _SafeStackstacReader(AutoParallelRioReader):  # type: ignore[misc]
+    """stackstac's reader whose failures raise :class:`AssetReadError` (token-free)."""
 
-    class SafeStackstacReader(AutoParallelRioReader):  # type: ignore[misc]
-        def read(self, window: Any, **kwargs: Any) -> Any:
-            try:
-                return super().read(window, **kwargs)
-            except Exception as exc:
-                raise AssetReadError(self.url, f"{type(exc).__name__}: {exc}") from None
-
-    return SafeStackstacReader
-
-
-_SAFE_STACKSTAC_READER: type | None = None
+    def read(self, window: Any, **kwargs: Any) -> Any:
+        try:
+            return super().read(window, **kwargs)
+        except Exception as exc:
+            raise AssetReadError(self.url, f"{type(exc).__name__}: {exc}") from None
 
 
 def _load_stackstac(
@@ -269,9 +264,6 @@ def _load_stackstac(
     import stackstac
     from rasterio.enums import Resampling
 
-    global _SAFE_STACKSTAC_READER
-    if _SAFE_STACKSTAC_READER is None:
-        _SAFE_STACKSTAC_READER = _stackstac_reader()
     epsg = geobox.crs.epsg
     if epsg is None:
         raise CRSError(f"engine='stackstac' needs an EPSG code; {geobox.crs} has none.")
@@ -290,7 +282,7 @@ def _load_stackstac(
             # stackstac checks np.can_cast(type(fill_value), dtype): give a typed zero.
             fill_value=dtype.type(0), rescale=False, sortby_date=False, properties=False,
             band_coords=False, chunksize=(1, 1, chunk[0], chunk[1]),
-            errors_as_nodata=(), reader=_SAFE_STACKSTAC_READER,
+            errors_as_nodata=(), reader=_SafeStackstacReader,
         ).isel(band=0, drop=True)
         # stackstac's object-dtype coordinates break to_zarr; keep only dimension coords.
         da = da.drop_vars([c for c in da.coords if c not in ("time", "y", "x")])

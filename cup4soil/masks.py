@@ -22,13 +22,14 @@ __all__ = ["cloud_buffer_pixels", "valid", "valid_pixel_count"]
 
 
 def _resolution(cube: xr.Dataset | xr.DataArray) -> float:
-    """Pixel size in CRS units (metres), from the x coordinate."""
+    """Pixel size in CRS units (metres): from the odc-geo grid, else the x coordinate."""
+    geobox = cube.odc.geobox if hasattr(cube, "odc") else None
+    if geobox is not None:
+        return float(abs(geobox.resolution.x))
     x = np.asarray(cube["x"].values, dtype="float64")
     if x.size < 2:
-        res = cube.attrs.get("resolution")
-        if res is None:
-            raise ParameterError("cannot tell the pixel size of a cube one pixel wide.")
-        return float(res)
+        raise ParameterError("cannot tell the pixel size of a cube one pixel wide without a "
+                             "CRS; build it with cup4soil.load_s2.")
     return float(abs(x[1] - x[0]))
 
 
