@@ -19,13 +19,13 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 
-import time  # noqa: E402
+import time
 
-import numpy as np  # noqa: E402
-from quantile_forest import RandomForestQuantileRegressor  # noqa: E402
-from sklearn.ensemble import RandomForestRegressor  # noqa: E402
+import numpy as np
+from quantile_forest import RandomForestQuantileRegressor
+from sklearn.ensemble import RandomForestRegressor
 
-from cup4soil import _forest  # noqa: E402
+from cup4soil import _forest
 
 QUANTILES = [0.05, 0.5, 0.95]
 

@@ -286,10 +286,15 @@ def _rank_quantiles(ranks: np.ndarray, y_sorted: np.ndarray, lows: np.ndarray,
             coarse[r >> shift] += 1
         below = 0
         b = 0
-        for j in range(2 * nq):  # positions ascending: low, low + 1 of each quantile
+        last = 0
+        for j in range(2 * nq):  # positions: low, low + 1 of each (sorted) quantile
             k = lows[j >> 1] + (j & 1)
             if k > t_count - 1:
                 k = t_count - 1
+            if k < last:  # equal quantiles step back by one: rescan from the start
+                below = 0
+                b = 0
+            last = k
             while below + coarse[b] <= k:
                 below += coarse[b]
                 b += 1

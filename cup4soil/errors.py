@@ -17,9 +17,12 @@ __all__ = [
     "BandError",
     "CRSError",
     "CatalogError",
+    "CovariateError",
     "Cup4SoilError",
+    "ModelError",
     "NoItemsError",
     "ParameterError",
+    "SampleError",
     "TimeRangeError",
 ]
 
@@ -103,3 +106,16 @@ class AssetReadError(Cup4SoilError, OSError):
     def __reduce__(self) -> tuple[type, tuple[str, str]]:
         # Travels back from Dask workers intact.
         return (type(self), (self.href, self.reason))
+
+
+class SampleError(Cup4SoilError, ValueError):
+    """Soil samples cannot be used as given: missing or non-numeric target, too few rows,
+    unusable features, coordinates without a CRS, points off the covariate grid."""
+
+
+class CovariateError(Cup4SoilError, ValueError):
+    """Covariates do not match what a model was trained on (names, order, grid)."""
+
+
+class ModelError(Cup4SoilError):
+    """A saved model cannot be loaded: missing files or an incompatible format/version."""

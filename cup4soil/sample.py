@@ -117,6 +117,51 @@ class SampleCatalog:
         out = da.odc.reproject(geobox, resampling="nearest", dst_nodata=0).load()
         return out.astype(data.dtype).rename(name)
 
+    def soil_samples(self, n: int = 150, *, seed: int = 0, margin_m: float = 20.0) -> Any:
+        """Topsoil samples drawn from the hidden SOC, as a field campaign would take them.
+
+        Points sit on cropland (WorldCover 40), at least ``margin_m`` inside a field, and
+        are jittered within their truth pixel.
+
+        Parameters
+        ----------
+        n : int
+            Number of samples (fewer if the cropland has fewer eligible pixels).
+        seed : int
+            Random seed.
+        margin_m : float
+            Minimum distance from a field edge, metres.
+
+        Returns
+        -------
+        pandas.DataFrame
+            ``x``, ``y`` (metres, in :attr:`crs`), ``soc`` (dg/kg, SoilGrids units) and
+            ``field``.
+        """
+        import pandas as pd
+        from scipy.ndimage import binary_erosion
+
+        with rasterio.open(self.truth_dir / "soc.tif") as src:
+            soc = src.read(1).astype(np.float64)  # percent
+            transform = src.transform
+        with rasterio.open(self.truth_dir / "worldcover.tif") as src:
+            cover = src.read(1)
+        with rasterio.open(self.truth_dir / "fields.tif") as src:
+            fields = src.read(1)
+        r = max(round(margin_m / abs(transform.a)), 0)
+        ok = np.zeros(cover.shape, bool)
+        for fid in np.unique(fields[(cover == WC_CROP) & (fields > 0)]):
+            inner = fields == fid
+            ok |= binary_erosion(inner, iterations=r) if r else inner
+        rows, cols = np.nonzero(ok)
+        rng = np.random.default_rng(seed)
+        pick = rng.choice(rows.size, size=min(n, rows.size), replace=False)
+        jitter = rng.uniform(0.05, 0.95, size=(pick.size, 2))
+        xs, ys = transform * (cols[pick] + jitter[:, 0], rows[pick] + jitter[:, 1])
+        return pd.DataFrame({"x": np.asarray(xs), "y": np.asarray(ys),
+                             "soc": np.round(soc[rows[pick], cols[pick]] * 100.0, 1),
+                             "field": fields[rows[pick], cols[pick]]})
+
 
 @dataclass(frozen=True)
 class _Spec:

@@ -1,0 +1,92 @@
+"""The compiled forest against quantile-forest and scikit-learn (property tests)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from quantile_forest import RandomForestQuantileRegressor
+from sklearn.ensemble import RandomForestRegressor
+
+from cup4soil import _forest
+
+
+def _data(seed: int, n: int, f: int):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, f)).astype(np.float32)
+    # ties and a coarse target exercise equal leaf values and equal thresholds
+    x[:, 0] = np.round(x[:, 0], 1)
+    y = np.round(x[:, 0] * 3 + rng.normal(scale=0.5, size=n), 1)
+    return x, y, rng
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000), n=st.integers(5, 300), f=st.integers(1, 8),
+       trees=st.integers(1, 40), leaf=st.integers(1, 6),
+       q=st.lists(st.floats(0, 1), min_size=1, max_size=5))
+def test_quantiles_equal_quantile_forest(seed, n, f, trees, leaf, q):
+    x, y, rng = _data(seed, n, f)
+    qrf = RandomForestQuantileRegressor(n_estimators=trees, min_samples_leaf=leaf,
+                                        random_state=seed).fit(x, y)
+    xp = rng.normal(size=(97, f)).astype(np.float32)  # not a multiple of the 16 lanes
+    xp[:5] = x[:5]  # exactly on training values (and so next to thresholds)
+    forest = _forest.compile_forest(qrf)
+    mine = _forest.predict_quantiles(forest, xp, q)
+    ref = np.asarray(qrf.predict(xp, quantiles=q)).reshape(len(xp), len(q))
+    np.testing.assert_array_equal(mine, ref)
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 10_000), n=st.integers(5, 200), f=st.integers(1, 6))
+def test_mean_equals_random_forest(seed, n, f):
+    x, y, rng = _data(seed, n, f)
+    rf = RandomForestRegressor(n_estimators=7, random_state=seed).fit(x, y)
+    xp = rng.normal(size=(50, f)) * 2  # float64 input is cast to float32, as sklearn does
+    np.testing.assert_allclose(_forest.predict_mean(_forest.compile_forest(rf), xp),
+                               rf.predict(xp), rtol=1e-12)
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10_000), n_train=st.integers(1, 3000), trees=st.integers(1, 130),
+       q=st.lists(st.floats(0, 1), min_size=1, max_size=6))
+def test_rank_histogram_quantiles_equal_numpy(seed, n_train, trees, q):
+    rng = np.random.default_rng(seed)
+    y_sorted = np.sort(np.round(rng.normal(size=n_train), 2))
+    ranks = rng.integers(0, n_train, size=(40, trees)).astype(np.uint32)
+    qs = np.sort(np.asarray(q))
+    pos = qs * (trees - 1)
+    lows = np.floor(pos).astype(np.int64)
+    out = np.empty((40, qs.size))
+    _forest._rank_quantiles(ranks, y_sorted, lows, pos - lows,
+                            max(0, n_train.bit_length() // 2), out)
+    np.testing.assert_array_equal(out, np.quantile(y_sorted[ranks], qs, axis=1).T)
+
+
+def test_nan_rows_and_threshold_rounding():
+    x, y, _ = _data(1, 200, 3)
+    qrf = RandomForestQuantileRegressor(n_estimators=10, random_state=0).fit(x, y)
+    forest = _forest.compile_forest(qrf)
+    xp = np.array([[np.nan, 0, 0], [0.1, 0.2, 0.3], [np.inf, 1, 1]])
+    out = _forest.predict_quantiles(forest, xp, [0.5])
+    assert np.isnan(out[[0, 2]]).all() and np.isfinite(out[1]).all()
+    # thresholds are rounded down to float32, so float32 inputs compare as sklearn does
+    thr = forest.nodes.reshape(-1, 4)[:, 1].view(np.float32)
+    inner = np.concatenate([e.tree_.threshold[e.tree_.children_left >= 0]
+                            for e in qrf.estimators_])
+    assert (thr[np.isfinite(thr)].astype(np.float64) <= np.sort(inner).max() + 1).all()
+
+
+def test_round_trip_and_refusals():
+    x, y, _ = _data(2, 100, 2)
+    qrf = RandomForestQuantileRegressor(n_estimators=5, random_state=0).fit(x, y)
+    forest = _forest.compile_forest(qrf)
+    again = _forest.CompiledForest.from_arrays(forest.to_arrays())
+    xp = np.random.default_rng(0).normal(size=(33, 2))
+    np.testing.assert_array_equal(_forest.predict_quantiles(again, xp, [0.1, 0.9]),
+                                  _forest.predict_quantiles(forest, xp, [0.1, 0.9]))
+    with pytest.raises(ValueError, match="expected an"):
+        _forest.predict_quantiles(forest, xp[:, :1], [0.5])
+    big_leaf = RandomForestQuantileRegressor(n_estimators=3, max_samples_leaf=None).fit(x, y)
+    with pytest.raises(ValueError, match="max_samples_leaf=1"):
+        _forest.compile_forest(big_leaf)
