@@ -2,7 +2,8 @@
 
 The chain: :func:`search` STAC catalogs -> :func:`load_s2` a lazy, harmonised
 Sentinel-2 cube -> :mod:`cup4soil.masks` SCMaP validity -> :mod:`cup4soil.scmap`
-bare-soil composites -> products written with :mod:`cup4soil.store`.
+bare-soil composites -> :mod:`cup4soil.models` soil property maps with 90 % intervals ->
+products written with :mod:`cup4soil.store`.
 :mod:`cup4soil.sample` makes an offline sample archive.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import errors, masks, quicklook, sample, scmap, store
+from . import errors, masks, models, quicklook, sample, scmap, store
 from .catalog import search
 from .cube import load_s2
 
@@ -20,6 +21,6 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0"
 
 __all__ = [
-    "__version__", "errors", "load_s2", "masks", "quicklook", "sample", "scmap", "search",
-    "store",
+    "__version__", "errors", "load_s2", "masks", "models", "quicklook", "sample", "scmap",
+    "search", "store",
 ]

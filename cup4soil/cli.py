@@ -55,6 +55,41 @@ def _parser() -> argparse.ArgumentParser:
     comp.add_argument("--max-cloud-cover", type=float, default=80.0, help="percent")
     comp.add_argument("--overwrite", action="store_true", help="replace an existing store")
 
+    train = sub.add_parser(
+        "train", help="train a soil property model with cross-validation",
+        description="Train a quantile regression forest (or rf) on soil samples, print the "
+                    "cross-validation table and save the model with its model card.",
+    )
+    train.add_argument("samples", help="CSV, GeoPackage, GeoJSON or Parquet of soil samples")
+    train.add_argument("--target", required=True, help="column to predict")
+    train.add_argument("--unit", default=None,
+                       help="unit of the target column, e.g. %% for SOC (converted to "
+                            "SoilGrids units)")
+    train.add_argument("--property", default=None, help="SoilGrids name (soc, phh2o, ...)")
+    train.add_argument("--covariates", default=None,
+                       help="Zarr store (path or URL) of covariate layers to sample at the points")
+    train.add_argument("--features", nargs="+", default=None,
+                       help="feature columns (or covariate layers) to use")
+    train.add_argument("--folds", default="10",
+                       help="k, a fold column, or a block size like '2 km' (default: 10)")
+    train.add_argument("--method", choices=("qrf", "rf"), default="qrf")
+    train.add_argument("--crs", default=None, help="CRS of the sample coordinates")
+    train.add_argument("--tune", action="store_true", help="tune inside the training folds")
+    train.add_argument("--missing", choices=("raise", "drop"), default="raise",
+                       help="samples off the grid or on nodata: error or drop")
+    train.add_argument("--out", required=True, help="model directory")
+    train.add_argument("--overwrite", action="store_true")
+
+    pred = sub.add_parser(
+        "predict", help="map a soil property with its 90 %% interval into Zarr",
+        description="Apply a saved model chunk by chunk to covariate layers.",
+    )
+    pred.add_argument("model", help="model directory written by 'cup4soil train'")
+    pred.add_argument("--covariates", required=True, help="Zarr store (path or URL)")
+    pred.add_argument("--out", required=True, help="Zarr store path or URL")
+    pred.add_argument("--chunks", type=int, default=None, help="spatial chunk size, pixels")
+    pred.add_argument("--overwrite", action="store_true", help="replace an existing store")
+
     search = sub.add_parser("search", help="list the items a catalog holds for an AOI and time")
     search.add_argument("--aoi", required=True,
                         help="built-in name (oderbruch), 'west,south,east,north' or GeoJSON file")
@@ -117,11 +152,51 @@ def _cmd_composite(args: argparse.Namespace) -> int:
     return 0
 
 
+def _folds_arg(text: str) -> int | float | str:
+    if text.isdigit():
+        return int(text)
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from . import models, store
+
+    covariates = store.open(args.covariates) if args.covariates else None
+    model = models.train(
+        args.samples, args.target, features=args.features, covariates=covariates,
+        method=args.method, folds=_folds_arg(args.folds), tune=args.tune,
+        property=args.property, unit=args.unit, crs=args.crs, missing=args.missing,
+    )
+    path = model.save(args.out, overwrite=args.overwrite)
+    print(model.cv_table())
+    print(f"model saved to {path}")
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    import dask.diagnostics
+
+    from . import models, store
+
+    t0 = time.perf_counter()
+    model = models.load(args.model)
+    covariates = store.open(args.covariates)
+    out = model.predict(covariates, chunks=args.chunks)
+    with dask.diagnostics.ProgressBar(minimum=2.0):
+        info = store.write(out, args.out, mode="w" if args.overwrite else "w-")
+    print(f"wrote {', '.join(info.variables)} ({model.units}) to {info.url} in "
+          f"{time.perf_counter() - t0:.1f} s")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     import dask
     import numpy as np
 
-    from . import masks, quicklook, scmap, store
+    from . import masks, models, quicklook, scmap, store
     from .catalog import search
     from .cube import load_s2
     from .sample import make_catalog
@@ -173,6 +248,36 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     ]
     t = step("SCMaP composite + write", t)
 
+    # Soil samples from the hidden SOC, a QRF on the SRC bands, the map with its interval.
+    samples = sample.soil_samples(150, seed=args.seed)
+    samples.to_csv(out / "soil-samples.csv", index=False)
+    model = models.train(samples, "soc", covariates=composite_ds[["SRC"]], folds="400 m",
+                         crs=sample.crs, missing="drop", random_state=args.seed)
+    model.save(out / "soc-model", overwrite=True)
+    soc_map = model.predict(composite_ds[["SRC"]])
+    soc_map["soc_piw90"] = soc_map.soc_q95 - soc_map.soc_q05
+    soc_map["soc_piw90"].attrs = {"long_name": "width of the 90 % prediction interval",
+                                  "units": model.units}
+    with dask.config.set(scheduler="threads"):
+        soc_info = store.write(soc_map, str(out / "soc.zarr"), mode="w")
+    soc_ds = store.open(soc_info.url).load()
+    truth = sample.truth_on("soc", composite_ds.odc.geobox).values * 100.0  # % -> dg/kg
+    gbox = composite_ds.odc.geobox
+    col, row = ~gbox.affine * (samples.x.to_numpy(), samples.y.to_numpy())
+    sampled = np.zeros(gbox.shape, bool)
+    sampled[row.astype(int), col.astype(int)] = True
+    held = np.isfinite(soc_ds.soc.values) & (worldcover.values == 40) & ~sampled
+    acc = models.cv_metrics(truth[held], soc_ds.soc.values[held], soc_ds.soc_q05.values[held],
+                            soc_ds.soc_q95.values[held])
+    lim = np.nanpercentile(soc_ds.soc.values, [2, 98])
+    pngs += [
+        quicklook.scalar_map(soc_ds.soc, out / "soc.png", vmin=float(lim[0]),
+                             vmax=float(lim[1])),
+        quicklook.scalar_map(soc_ds.soc_piw90, out / "soc-piw90.png", vmin=0,
+                             vmax=float(np.nanpercentile(soc_ds.soc_piw90.values, 98))),
+    ]
+    t = step("SOC model + map", t)
+
     print(f"cup4soil demo — sample archive in {sample.root}")
     print(f"  search     : {len(items)} items ({sample.n_items} in the catalog; "
           "the duplicate delivery and cloudy scenes removed)")
@@ -187,6 +292,15 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     print(f"  SCMaP      : {comp_info.url} (threshold {threshold}); bare soil "
           f"{(mask == 1).mean():.0%}, permanently vegetated {(mask == 2).mean():.0%} of pixels; "
           f"median BSF {float(np.nanmedian(composite_ds.BSF.values)):.2f}")
+    cv = model.cv
+    print(f"  SOC model  : QRF on {len(model.features)} SRC bands from {cv['n']} samples; "
+          f"CV ({model.card['folds']}) MEC {cv['MEC']:.2f}, RMSE {cv['RMSE']:.1f} dg/kg, "
+          f"PICP90 {cv['PICP90']:.2f}")
+    print(f"  SOC map    : {soc_info.url}; median {float(np.nanmedian(soc_ds.soc.values)):.0f} "
+          f"dg/kg, median 90 % interval width "
+          f"{float(np.nanmedian(soc_ds.soc_piw90.values)):.0f} dg/kg")
+    print(f"  vs truth   : {acc['n']} held-out cropland pixels: MEC {acc['MEC']:.2f}, RMSE "
+          f"{acc['RMSE']:.1f} dg/kg, PICP90 {acc['PICP90']:.2f}")
     print(f"  quicklooks : {', '.join(str(p) for p in pngs)}")
     for label, secs in steps:
         print(f"  {label:<20} {secs:6.2f} s")
@@ -199,7 +313,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     commands: dict[str, Any] = {
-        "composite": _cmd_composite, "demo": _cmd_demo, "search": _cmd_search,
+        "composite": _cmd_composite, "demo": _cmd_demo, "predict": _cmd_predict,
+        "search": _cmd_search, "train": _cmd_train,
     }
     try:
         return int(commands[args.command](args))

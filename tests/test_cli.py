@@ -20,7 +20,12 @@ def test_demo_end_to_end(tmp_path, capsys):
     comp = store.open(str(out / "scmap.zarr"))
     assert {"SRC", "BSC", "BSF", "MASK", "VPC"} <= set(comp.data_vars)
     assert (comp.MASK.values == 1).any() and (comp.MASK.values == 3).any()
-    for png in ("scmap-SRC-B11-B08-B04.png", "scmap-BSF.png"):
+    assert "SOC model" in text and "held-out cropland pixels" in text
+    soc = store.open(str(out / "soc.zarr"))
+    assert {"soc", "soc_q05", "soc_q95", "soc_piw90"} <= set(soc.data_vars)
+    assert soc.soc.attrs["units"] == "dg/kg" and soc.odc.geobox == comp.odc.geobox
+    assert (out / "soc-model" / "model-card.json").exists()
+    for png in ("scmap-SRC-B11-B08-B04.png", "scmap-BSF.png", "soc.png", "soc-piw90.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     ds = store.open(str(out / "demo.zarr"))
     assert set(ds.data_vars) == {"VPC", "n_scenes"}
@@ -46,6 +51,32 @@ def test_composite_command(sample, shared_data, tmp_path, capsys, monkeypatch):
     assert main(args) == 2  # the store exists: refused without --overwrite
     assert "already exists" in capsys.readouterr().err
     assert main([*args, "--overwrite", "--threshold", "0.2"]) == 0
+
+
+def test_train_and_predict_commands(shared_data, tmp_path, capsys):
+    import pandas as pd
+
+    grid = pd.read_csv(shared_data / "soil/meuse/meuse.grid.csv")
+    cov = grid.set_index(["y", "x"])[["dist", "ffreq", "soil"]].to_xarray()
+    cov = cov.sortby("y", ascending=False).rio.write_crs("EPSG:28992")
+    store.write(cov, str(tmp_path / "cov.zarr"))
+    samples = str(shared_data / "soil/meuse/meuse.csv")
+    args = ["train", samples, "--target", "om", "--unit", "%", "--covariates",
+            str(tmp_path / "cov.zarr"), "--crs", "EPSG:28992", "--folds", "400 m",
+            "--missing", "drop", "--out", str(tmp_path / "model")]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "MEC" in text and "PICP90" in text and "spatial blocks of 400 m" in text
+    assert main(["predict", str(tmp_path / "model"), "--covariates", str(tmp_path / "cov.zarr"),
+                 "--out", str(tmp_path / "om.zarr")]) == 0
+    om = store.open(str(tmp_path / "om.zarr"))
+    assert set(om.data_vars) == {"om", "om_q05", "om_q95"}
+    assert int(om.om.count()) == len(grid) and om.rio.crs.to_epsg() == 28992
+    # a missing target column is one line naming the columns
+    assert main(["train", samples, "--target", "OM", "--features", "dist",
+                 "--out", str(tmp_path / "m2")]) == 2
+    err = capsys.readouterr().err
+    assert "target column 'OM' is not in the samples" in err and len(err.splitlines()) == 1
 
 
 def test_search_lists_items(sample, capsys):
