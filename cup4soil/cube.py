@@ -449,6 +449,11 @@ def load_s2(
         "engine": engine,
         "resolution": res,
         "crs": str(target),
+        # provenance: the items read and their processing baselines (None: unknown)
+        "input_items": [p.item.id for p in plans],
+        "processing_baselines": [
+            None if (b := _s2meta.processing_baseline(p.item)) is None else f"{b:05.2f}"
+            for p in plans],
     })
     return cube
 

@@ -19,10 +19,12 @@ __all__ = [
     "CatalogError",
     "CovariateError",
     "Cup4SoilError",
+    "IncompleteProductError",
     "ModelError",
     "NoItemsError",
     "ParameterError",
     "SampleError",
+    "StoreError",
     "TimeRangeError",
 ]
 
@@ -119,3 +121,31 @@ class CovariateError(Cup4SoilError, ValueError):
 
 class ModelError(Cup4SoilError):
     """A saved model cannot be loaded: missing files or an incompatible format/version."""
+
+
+class IncompleteProductError(Cup4SoilError):
+    """A product was opened whose writing never finished (no completion marker)."""
+
+
+class StoreError(Cup4SoilError, OSError):
+    """Storage failed permanently (after retries) for an object of a product.
+
+    Parameters
+    ----------
+    key
+        The object (path inside the store, or URL) that failed; query strings removed.
+    reason
+        What the storage layer reported, credentials removed.
+    """
+
+    def __init__(self, key: str, reason: str) -> None:
+        self.key = redact(key)
+        self.reason = redact(reason)
+        super().__init__(
+            f"could not write {self.key}: {self.reason}. Check the endpoint, the bucket and "
+            "its permissions, then rerun with mode='resume' (--resume) to keep the regions "
+            "already written."
+        )
+
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:
+        return (type(self), (self.key, self.reason))

@@ -124,5 +124,11 @@ def valid_pixel_count(cube: xr.Dataset, **kwargs: object) -> xr.DataArray:
     """
     vpc = valid(cube, **kwargs).sum("time").astype("uint16")  # type: ignore[arg-type]
     vpc.name = "VPC"
-    vpc.attrs = {"long_name": "valid pixel count", "units": "1"}
+    vpc.attrs = {"long_name": "valid pixel count", "units": "1",
+                 # provenance travels with the product (store.write makes it global)
+                 **{k: cube.attrs[k] for k in ("input_items", "processing_baselines")
+                    if k in cube.attrs}}
+    if cube.sizes.get("time"):
+        vpc.attrs.update(time_start=str(cube.time.values.min())[:19],
+                         time_end=str(cube.time.values.max())[:19])
     return vpc

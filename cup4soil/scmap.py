@@ -605,6 +605,8 @@ def composite(
         "std_convention": "sample (n - 1), as openEO's sd",
         "mask_note": "MASK 2 only where the pixel had valid observations and none had "
                      "PVIR2 < threshold (DLR's graph assigns 2 to every remaining pixel)",
+        **{k: cube.attrs[k] for k in ("input_items", "processing_baselines")
+           if k in cube.attrs},
     })
     return out
 

@@ -55,3 +55,45 @@ def serve_dir() -> Iterator[callable]:
     for server in servers:
         server.shutdown()
         server.server_close()
+
+
+# --- a real S3 endpoint on 127.0.0.1 (moto's server mode) ------------------------------
+
+S3_KEY, S3_SECRET = "AKIACUP4SOILTESTKEY", "cup4soil-test-secret-do-not-log"
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """moto's S3 server on a free loopback port, for the whole session."""
+    from moto.server import ThreadedMotoServer
+
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3_bucket(s3_endpoint: str, request: pytest.FixtureRequest) -> tuple[str, dict]:
+    """A fresh bucket; returns (``s3://bucket``, storage_options for s3fs)."""
+    import re
+
+    import boto3
+
+    name = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:50].strip("-")
+    name = f"t-{name}-{_free_port()}"[:63]
+    boto3.client("s3", endpoint_url=s3_endpoint, aws_access_key_id=S3_KEY,
+                 aws_secret_access_key=S3_SECRET, region_name="us-east-1").create_bucket(
+        Bucket=name)
+    options = {"key": S3_KEY, "secret": S3_SECRET, "endpoint_url": s3_endpoint,
+               "client_kwargs": {"region_name": "us-east-1"}}
+    return f"s3://{name}", options
