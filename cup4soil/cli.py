@@ -18,6 +18,43 @@ from typing import Any
 from .errors import Cup4SoilError
 
 
+def _storage_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--storage-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="fsspec storage option for --out, e.g. endpoint_url=http://... or "
+                        "client_kwargs.region_name=eu-west-1 (repeatable)")
+    p.add_argument("--resume", action="store_true",
+                   help="finish an interrupted write, keeping the regions already written")
+
+
+def _storage_options(pairs: Sequence[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs as a (nested, for dotted keys) dict; JSON values are decoded."""
+    from .errors import ParameterError
+
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise ParameterError(f"--storage-option {pair.split('=')[0]!r}: use KEY=VALUE.")
+        try:
+            value: Any = json.loads(raw)
+        except ValueError:
+            value = raw
+        node = out
+        *parents, last = key.split(".")
+        for k in parents:
+            node = node.setdefault(k, {})
+        node[last] = value
+    return out
+
+
+def _mode(args: argparse.Namespace) -> str:
+    from .errors import ParameterError
+
+    if args.resume and args.overwrite:
+        raise ParameterError("--resume and --overwrite exclude each other.")
+    return "resume" if args.resume else "w" if args.overwrite else "w-"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cup4soil",
@@ -54,6 +91,7 @@ def _parser() -> argparse.ArgumentParser:
                       help="PVIR2 threshold: a number, a raster path/URL, or dlr-europe")
     comp.add_argument("--max-cloud-cover", type=float, default=80.0, help="percent")
     comp.add_argument("--overwrite", action="store_true", help="replace an existing store")
+    _storage_args(comp)
 
     train = sub.add_parser(
         "train", help="train a soil property model with cross-validation",
@@ -89,6 +127,13 @@ def _parser() -> argparse.ArgumentParser:
     pred.add_argument("--out", required=True, help="Zarr store path or URL")
     pred.add_argument("--chunks", type=int, default=None, help="spatial chunk size, pixels")
     pred.add_argument("--overwrite", action="store_true", help="replace an existing store")
+    _storage_args(pred)
+
+    inf = sub.add_parser("info", help="a product's variables, grid, completeness, provenance")
+    inf.add_argument("url", help="Zarr store path or URL")
+    inf.add_argument("--storage-option", action="append", default=[], metavar="KEY=VALUE",
+                     help="fsspec storage option (repeatable; dotted keys nest)")
+    inf.add_argument("--json", action="store_true", help="print JSON")
 
     search = sub.add_parser("search", help="list the items a catalog holds for an AOI and time")
     search.add_argument("--aoi", required=True,
@@ -133,7 +178,6 @@ def _threshold_arg(text: str) -> float | str:
 
 
 def _cmd_composite(args: argparse.Namespace) -> int:
-    import dask.diagnostics
 
     from . import scmap, store
     from .catalog import search
@@ -145,10 +189,10 @@ def _cmd_composite(args: argparse.Namespace) -> int:
     cube = load_s2(items, resolution=args.resolution, crs=args.crs)
     products = scmap.composite(cube, _threshold_arg(args.threshold), by=args.by)
     print(f"{len(items)} items -> cube {dict(cube.sizes)}; writing {args.out}")
-    with dask.diagnostics.ProgressBar(minimum=2.0):
-        info = store.write(products, args.out, mode="w" if args.overwrite else "w-")
-    print(f"wrote {', '.join(info.variables)} to {info.url} in "
-          f"{time.perf_counter() - t0:.1f} s")
+    info = store.write(products, args.out, mode=_mode(args), progress=True,
+                       storage_options=_storage_options(args.storage_option))
+    print(f"wrote {', '.join(info.variables)} to {info.url} ({info.computed} of "
+          f"{info.regions} regions computed) in {time.perf_counter() - t0:.1f} s")
     return 0
 
 
@@ -177,7 +221,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    import dask.diagnostics
 
     from . import models, store
 
@@ -185,10 +228,39 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     model = models.load(args.model)
     covariates = store.open(args.covariates)
     out = model.predict(covariates, chunks=args.chunks)
-    with dask.diagnostics.ProgressBar(minimum=2.0):
-        info = store.write(out, args.out, mode="w" if args.overwrite else "w-")
-    print(f"wrote {', '.join(info.variables)} ({model.units}) to {info.url} in "
-          f"{time.perf_counter() - t0:.1f} s")
+    info = store.write(out, args.out, mode=_mode(args), progress=True,
+                       storage_options=_storage_options(args.storage_option),
+                       provenance={"model": str(args.model), "covariates": args.covariates})
+    print(f"wrote {', '.join(info.variables)} ({model.units}) to {info.url} ({info.computed} "
+          f"of {info.regions} regions computed) in {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from . import store
+
+    i = store.info(args.url, storage_options=_storage_options(args.storage_option))
+    if args.json:
+        print(json.dumps(i, indent=2, default=str))
+        return 0
+    done, total = i["regions"]
+    state = "complete" if i["complete"] else "INCOMPLETE"
+    print(f"{i['url']}: {state}" + (f" ({done} of {total} regions)" if total else ""))
+    g = i["grid"]
+    if g:
+        print(f"  grid       : {g['crs']}, {g['shape'][0]} x {g['shape'][1]} px at "
+              f"{g['resolution'][0]:g} m, bounds {', '.join(f'{b:.1f}' for b in g['bounds'])}")
+    for name, v in i["variables"].items():
+        print(f"  {name:<12}: ({', '.join(v['dims'])}) {v['dtype']} [{v['units']}] "
+              f"{v['long_name']}")
+    p = i["provenance"]
+    for key in ("title", "cup4soil_version", "time_start", "time_end", "cup4soil_written"):
+        if key in p:
+            print(f"  {key:<12}: {p[key]}")
+    if "input_items" in p:
+        base = sorted({b for b in p.get("processing_baselines", []) if b})
+        print(f"  inputs     : {len(p['input_items'])} items, processing baselines "
+              f"{', '.join(base) or 'unknown'}")
     return 0
 
 
@@ -313,7 +385,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     commands: dict[str, Any] = {
-        "composite": _cmd_composite, "demo": _cmd_demo, "predict": _cmd_predict,
+        "composite": _cmd_composite, "demo": _cmd_demo, "info": _cmd_info,
+        "predict": _cmd_predict,
         "search": _cmd_search, "train": _cmd_train,
     }
     try:

@@ -219,6 +219,7 @@ def _prepare(ds: xr.Dataset, *, dims: tuple[str, str], region: tuple[int, int],
     attrs.update({
         "Conventions": "CF-1.8",
         "cup4soil_version": __version__,
+        "cup4soil_written": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         **({"provenance": _scrub(dict(provenance))} if provenance else {}),
     })
     out.attrs = _json_safe(attrs)

@@ -69,6 +69,10 @@ def test_train_and_predict_commands(shared_data, tmp_path, capsys):
     assert "MEC" in text and "PICP90" in text and "spatial blocks of 400 m" in text
     assert main(["predict", str(tmp_path / "model"), "--covariates", str(tmp_path / "cov.zarr"),
                  "--out", str(tmp_path / "om.zarr")]) == 0
+    capsys.readouterr()
+    assert main(["predict", str(tmp_path / "model"), "--covariates", str(tmp_path / "cov.zarr"),
+                 "--out", str(tmp_path / "om.zarr"), "--resume"]) == 0
+    assert "(0 of 1 regions computed)" in capsys.readouterr().out
     om = store.open(str(tmp_path / "om.zarr"))
     assert set(om.data_vars) == {"om", "om_q05", "om_q95"}
     assert int(om.om.count()) == len(grid) and om.rio.crs.to_epsg() == 28992
@@ -115,3 +119,31 @@ def test_console_script_runs():
 def test_verbose_shows_the_traceback():
     with pytest.raises(Exception, match="unknown catalog"):
         main(["--verbose", "search", "--aoi", "oderbruch", "--time", "2020", "--catalog", "x"])
+
+
+def test_storage_options_resume_and_info(s3_bucket, capsys, tmp_path):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from _store_writer import product
+
+    from cup4soil.cli import _storage_options
+
+    assert _storage_options(["endpoint_url=http://x", "client_kwargs.region_name=eu",
+                             "anon=false", "n=3"]) == {
+        "endpoint_url": "http://x", "client_kwargs": {"region_name": "eu"}, "anon": False,
+        "n": 3}
+    bucket, options = s3_bucket
+    url = f"{bucket}/p.zarr"
+    store.write(product(), url, storage_options=options)
+    opts = [f"--storage-option=key={options['key']}",
+            f"--storage-option=secret={options['secret']}",
+            f"--storage-option=endpoint_url={options['endpoint_url']}",
+            "--storage-option=client_kwargs.region_name=us-east-1"]
+    assert main(["info", url, *opts]) == 0
+    text = capsys.readouterr().out
+    assert "complete (16 of 16 regions)" in text and "EPSG:32633" in text
+    assert "soc" in text and "dg/kg" in text and options["secret"] not in text
+    assert main(["info", f"{bucket}/absent.zarr", *opts]) == 2
+    assert "no product" in capsys.readouterr().err
