@@ -314,10 +314,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     with dask.config.set(scheduler="threads"):
         comp_info = store.write(comp, str(out / "scmap.zarr"), mode="w")
     composite_ds = store.open(comp_info.url).load()
-    pngs = [
-        quicklook.false_colour(composite_ds.SRC, out / "scmap-SRC-B11-B08-B04.png"),
-        quicklook.scalar_map(composite_ds.BSF, out / "scmap-BSF.png", vmin=0, vmax=1),
-    ]
+    pngs = quicklook.product(composite_ds, out / "scmap")
     t = step("SCMaP composite + write", t)
 
     # Soil samples from the hidden SOC, a QRF on the SRC bands, the map with its interval.
@@ -341,13 +338,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     held = np.isfinite(soc_ds.soc.values) & (worldcover.values == 40) & ~sampled
     acc = models.cv_metrics(truth[held], soc_ds.soc.values[held], soc_ds.soc_q05.values[held],
                             soc_ds.soc_q95.values[held])
-    lim = np.nanpercentile(soc_ds.soc.values, [2, 98])
-    pngs += [
-        quicklook.scalar_map(soc_ds.soc, out / "soc.png", vmin=float(lim[0]),
-                             vmax=float(lim[1])),
-        quicklook.scalar_map(soc_ds.soc_piw90, out / "soc-piw90.png", vmin=0,
-                             vmax=float(np.nanpercentile(soc_ds.soc_piw90.values, 98))),
-    ]
+    pngs += quicklook.product(soc_ds, out / "soc")  # the SOC median and interval width
     t = step("SOC model + map", t)
 
     print(f"cup4soil demo — sample archive in {sample.root}")

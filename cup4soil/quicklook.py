@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-__all__ = ["false_colour", "scalar_map"]
+__all__ = ["false_colour", "product", "scalar_map"]
 
 # A perceptually ordered ramp (viridis anchors), interpolated to 256 entries.
 _ANCHORS = np.array([
@@ -59,3 +59,37 @@ def scalar_map(
     rgb = np.moveaxis(_LUT[idx], -1, 0)
     rgb[:, ~np.isfinite(x)] = 0
     return _write_png(path, rgb)
+
+
+def product(ds: xr.Dataset, prefix: str | Path) -> list[Path]:
+    """The standard quicklooks of a product, as ``<prefix>-<name>.png``.
+
+    * ``SRC`` (band, y, x): false colour B11/B08/B04;
+    * ``BSF``: bare surface frequency on 0-1;
+    * a soil property map with quantiles (``soc``, ``soc_q05``, ``soc_q95``): the median
+      (2-98 % stretch) and the width of the interval ``q95 - q05`` (0 to its 98th
+      percentile).
+
+    Other variables are skipped. Returns the paths written.
+    """
+    prefix = Path(prefix)
+    out: list[Path] = []
+    if "SRC" in ds and "band" in ds["SRC"].dims:
+        bands = {str(b) for b in ds["SRC"].band.values}
+        if {"B11", "B08", "B04"} <= bands:
+            out.append(false_colour(ds["SRC"], f"{prefix}-SRC-B11-B08-B04.png"))
+    if "BSF" in ds and ds["BSF"].ndim == 2:
+        out.append(scalar_map(ds["BSF"], f"{prefix}-BSF.png", vmin=0, vmax=1))
+    for name in ds.data_vars:
+        lo, hi = f"{name}_q05", f"{name}_q95"
+        if lo in ds and hi in ds and ds[name].ndim == 2:
+            med = np.asarray(ds[name].values, float)
+            finite = med[np.isfinite(med)]
+            v = np.percentile(finite, [2, 98]) if finite.size else (0.0, 1.0)
+            out.append(scalar_map(ds[name], f"{prefix}-{name}.png", vmin=float(v[0]),
+                                  vmax=float(v[1])))
+            width = ds[hi] - ds[lo]
+            w = np.asarray(width.values, float)
+            top = float(np.percentile(w[np.isfinite(w)], 98)) if np.isfinite(w).any() else 1.0
+            out.append(scalar_map(width, f"{prefix}-{name}-piw90.png", vmin=0, vmax=top))
+    return out

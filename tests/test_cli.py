@@ -25,7 +25,8 @@ def test_demo_end_to_end(tmp_path, capsys):
     assert {"soc", "soc_q05", "soc_q95", "soc_piw90"} <= set(soc.data_vars)
     assert soc.soc.attrs["units"] == "dg/kg" and soc.odc.geobox == comp.odc.geobox
     assert (out / "soc-model" / "model-card.json").exists()
-    for png in ("scmap-SRC-B11-B08-B04.png", "scmap-BSF.png", "soc.png", "soc-piw90.png"):
+    for png in ("scmap-SRC-B11-B08-B04.png", "scmap-BSF.png", "soc-soc.png",
+                "soc-soc-piw90.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     ds = store.open(str(out / "demo.zarr"))
     assert set(ds.data_vars) == {"VPC", "n_scenes"}
