@@ -32,6 +32,11 @@ __all__ = ["CompiledForest", "compile_forest", "predict_mean", "predict_quantile
 
 _LANES = 16  # pixels walked together; 16 measured fastest on AVX-512 and AVX2 machines
 
+# The kernels compile on first use (about 2 s per process, so once per Dask worker).
+# Numba's on-disk cache (cache=True) is not used: it writes into the installed package's
+# __pycache__, and those files outlive a pip uninstall, leaving a directory without
+# __init__.py that shadows a later editable install as a namespace package.
+
 
 @dataclass(frozen=True, eq=False)
 class CompiledForest:
@@ -171,7 +176,7 @@ def compile_forest(estimator: Any) -> CompiledForest:
 
 # --- kernels -------------------------------------------------------------------------
 
-@numba.njit(nogil=True, boundscheck=False, cache=True)
+@numba.njit(nogil=True, boundscheck=False, cache=False)
 def _walk16(xf: np.ndarray, nodes: np.ndarray, thr: np.ndarray, base: np.uint32,
             stride: np.uint32, root: np.uint32, depth: int, out: np.ndarray) -> None:
     """Walk 16 pixels (rows ``base/stride`` ...) down one tree; write their leaf nodes.
@@ -236,7 +241,7 @@ def _walk16(xf: np.ndarray, nodes: np.ndarray, thr: np.ndarray, base: np.uint32,
     out[15] = n15 // q
 
 
-@numba.njit(nogil=True, boundscheck=False, cache=True)
+@numba.njit(nogil=True, boundscheck=False, cache=False)
 def _leaves(x: np.ndarray, nodes: np.ndarray, roots: np.ndarray, depths: np.ndarray,
             out: np.ndarray) -> None:
     """Leaf node of every row of ``x`` (float32, (n, F), n a multiple of 16) in every tree
@@ -264,7 +269,7 @@ def _lerp(a: float, b: float, t: float) -> float:
     return a + d * t
 
 
-@numba.njit(nogil=True, boundscheck=False, cache=True)
+@numba.njit(nogil=True, boundscheck=False, cache=False)
 def _rank_quantiles(ranks: np.ndarray, y_sorted: np.ndarray, lows: np.ndarray,
                     fracs: np.ndarray, shift: int, out: np.ndarray) -> None:
     """Linear-interpolated quantiles of ``y_sorted[ranks[i]]`` per row ``i``.
@@ -312,14 +317,14 @@ def _rank_quantiles(ranks: np.ndarray, y_sorted: np.ndarray, lows: np.ndarray,
             coarse[r >> shift] = 0
 
 
-@numba.njit(nogil=True, boundscheck=False, cache=True)
+@numba.njit(nogil=True, boundscheck=False, cache=False)
 def _gather(table: np.ndarray, idx: np.ndarray, out: np.ndarray) -> None:
     for i in range(idx.shape[0]):
         for t in range(idx.shape[1]):
             out[i, t] = table[idx[i, t]]
 
 
-@numba.njit(nogil=True, boundscheck=False, cache=True)
+@numba.njit(nogil=True, boundscheck=False, cache=False)
 def _leaf_mean(table: np.ndarray, idx: np.ndarray, out: np.ndarray) -> None:
     for i in range(idx.shape[0]):
         s = 0.0

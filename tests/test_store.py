@@ -178,12 +178,15 @@ def test_sigkill_then_resume(tmp_path, kill_after):
     url = str(tmp_path / "k.zarr")
     log = tmp_path / "blocks.log"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
-    proc = subprocess.Popen([sys.executable, str(WRITER), url, "w", str(log)], env=env)
+    proc = subprocess.Popen([sys.executable, str(WRITER), url, "w", str(log)], env=env,
+                            stderr=subprocess.PIPE, text=True)
     regions = Path(url) / ".cup4soil-regions"
     deadline = time.time() + 60
     while time.time() < deadline:
         if regions.exists() and len(list(regions.iterdir())) >= kill_after:
             break
+        if proc.poll() is not None:
+            pytest.fail(f"the writer exited early: {proc.stderr.read()[-2000:]}")
         time.sleep(0.02)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
