@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import errors, masks, models, quicklook, sample, scmap, store
+from . import cluster, errors, masks, models, quicklook, sample, scmap, store
 from .catalog import search
 from .cube import load_s2
 
@@ -21,6 +21,6 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0"
 
 __all__ = [
-    "__version__", "errors", "load_s2", "masks", "models", "quicklook", "sample", "scmap",
-    "search", "store",
+    "__version__", "cluster", "errors", "load_s2", "masks", "models", "quicklook", "sample",
+    "scmap", "search", "store",
 ]

@@ -18,6 +18,35 @@ from typing import Any
 from .errors import Cup4SoilError
 
 
+def _cluster_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--cluster", default=None, metavar="TARGET",
+                   help="run on a Dask cluster: local, gateway, a Dask-Gateway URL or a "
+                        "scheduler address (default: threads in this process)")
+
+
+class _Cluster:
+    """Context: a cluster from --cluster for the command's lifetime (or nothing)."""
+
+    def __init__(self, target: str | None) -> None:
+        self.target = target
+        self.client: Any = None
+
+    def __enter__(self) -> _Cluster:
+        if self.target:
+            from . import cluster
+
+            self.client = cluster.connect(self.target)
+            print(f"cluster: {self.target} ({len(self.client.scheduler_info()['workers'])} "
+                  "workers)")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.client is not None:
+            from . import cluster
+
+            cluster.close(self.client)
+
+
 def _storage_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--storage-option", action="append", default=[], metavar="KEY=VALUE",
                    help="fsspec storage option for --out, e.g. endpoint_url=http://... or "
@@ -73,6 +102,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--scenes-per-year", type=int, default=12)
     demo.add_argument("--engine", choices=("odc-stac", "stackstac"), default="odc-stac")
     demo.add_argument("--seed", type=int, default=0)
+    _cluster_arg(demo)
 
     comp = sub.add_parser(
         "composite", help="SCMaP bare-soil composites for an AOI and time span into Zarr",
@@ -92,6 +122,7 @@ def _parser() -> argparse.ArgumentParser:
     comp.add_argument("--max-cloud-cover", type=float, default=80.0, help="percent")
     comp.add_argument("--overwrite", action="store_true", help="replace an existing store")
     _storage_args(comp)
+    _cluster_arg(comp)
 
     train = sub.add_parser(
         "train", help="train a soil property model with cross-validation",
@@ -128,6 +159,7 @@ def _parser() -> argparse.ArgumentParser:
     pred.add_argument("--chunks", type=int, default=None, help="spatial chunk size, pixels")
     pred.add_argument("--overwrite", action="store_true", help="replace an existing store")
     _storage_args(pred)
+    _cluster_arg(pred)
 
     inf = sub.add_parser("info", help="a product's variables, grid, completeness, provenance")
     inf.add_argument("url", help="Zarr store path or URL")
@@ -265,7 +297,6 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    import dask
     import numpy as np
 
     from . import masks, models, quicklook, scmap, store
@@ -301,8 +332,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         "source_catalog": str(sample.catalog),
         "items": len(items),
     })
-    with dask.config.set(scheduler="threads"):
-        info = store.write(product, str(out / "demo.zarr"), mode="w")
+    info = store.write(product, str(out / "demo.zarr"), mode="w")
     t = step("compute + write Zarr", t)
     result = store.open(info.url).load()
     # SCMaP composites; the sample area lies in the Oderbruch, inside DLR's threshold raster,
@@ -311,8 +341,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     # ESA WorldCover's role is played by the sample's land-cover truth: lake and village out.
     worldcover = sample.truth_on("worldcover", cube.odc.geobox)
     comp = scmap.composite(cube, threshold, worldcover=worldcover)
-    with dask.config.set(scheduler="threads"):
-        comp_info = store.write(comp, str(out / "scmap.zarr"), mode="w")
+    comp_info = store.write(comp, str(out / "scmap.zarr"), mode="w")
     composite_ds = store.open(comp_info.url).load()
     pngs = quicklook.product(composite_ds, out / "scmap")
     t = step("SCMaP composite + write", t)
@@ -327,8 +356,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     soc_map["soc_piw90"] = soc_map.soc_q95 - soc_map.soc_q05
     soc_map["soc_piw90"].attrs = {"long_name": "width of the 90 % prediction interval",
                                   "units": model.units}
-    with dask.config.set(scheduler="threads"):
-        soc_info = store.write(soc_map, str(out / "soc.zarr"), mode="w")
+    soc_info = store.write(soc_map, str(out / "soc.zarr"), mode="w")
     soc_ds = store.open(soc_info.url).load()
     truth = sample.truth_on("soc", composite_ds.odc.geobox).values * 100.0  # % -> dg/kg
     gbox = composite_ds.odc.geobox
@@ -381,7 +409,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "search": _cmd_search, "train": _cmd_train,
     }
     try:
-        return int(commands[args.command](args))
+        with _Cluster(getattr(args, "cluster", None)):
+            return int(commands[args.command](args))
     except Cup4SoilError as exc:
         if args.verbose:
             raise

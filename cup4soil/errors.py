@@ -17,6 +17,7 @@ __all__ = [
     "BandError",
     "CRSError",
     "CatalogError",
+    "ClusterError",
     "CovariateError",
     "Cup4SoilError",
     "IncompleteProductError",
@@ -149,3 +150,7 @@ class StoreError(Cup4SoilError, OSError):
 
     def __reduce__(self) -> tuple[type, tuple[str, str]]:
         return (type(self), (self.key, self.reason))
+
+
+class ClusterError(Cup4SoilError):
+    """A Dask cluster cannot be reached, refuses the credentials, or lacks packages."""

@@ -1,0 +1,252 @@
+"""Dask clusters in one call: a local cluster, a Dask-Gateway, or a running scheduler.
+
+>>> client = cup4soil.cluster.connect("local", workers=2)            # doctest: +SKIP
+>>> client = cup4soil.cluster.connect("https://hub/services/dask-gateway",
+...                                   workers=10, adaptive=(2, 40))   # doctest: +SKIP
+
+Every worker — including those that join later (adaptive scaling, restarts) — gets the
+environment cup4soil's readers need through a worker plugin: GDAL settings for reading
+cloud-optimised GeoTIFFs over HTTP, and the credentials variables (AWS, Azure, Planetary
+Computer subscription key) of the client's environment. Before returning, the workers
+are checked for the packages the pipeline imports.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import logging
+import os
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from distributed.diagnostics.plugin import WorkerPlugin
+
+from .errors import ClusterError, ParameterError, redact
+
+__all__ = ["DEFAULT_WORKER_ENV", "WorkerEnvironment", "close", "connect", "worker_environment"]
+
+log = logging.getLogger(__name__)
+
+#: GDAL settings for COG reading over HTTP/S3 (set on every worker unless already given).
+DEFAULT_WORKER_ENV: dict[str, str] = {
+    # a COG needs no sidecar files: do not list the "directory" of every href
+    "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
+    "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tif,.tiff,.TIF,.TIFF,.jp2,.vrt",
+    "GDAL_HTTP_MAX_RETRY": "5",
+    "GDAL_HTTP_RETRY_DELAY": "1",
+    "GDAL_HTTP_MULTIRANGE": "YES",
+    "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",
+    "GDAL_HTTP_VERSION": "2",
+    "VSI_CACHE": "TRUE",
+    "GDAL_CACHEMAX": "256",
+}
+
+# Forwarded from the client's environment when set: storage and signing credentials.
+_FORWARD = re.compile(r"^(AWS_|AZURE_|GS_|GOOGLE_APPLICATION_CREDENTIALS$|PC_SDK_|"
+                      r"CUP4SOIL_|GDAL_|CPL_|VSI_)")
+
+# What the pipeline imports on workers: checked before work is sent.
+_REQUIRED = ("cup4soil", "numpy", "dask", "xarray", "rasterio", "odc.stac", "numba",
+             "quantile_forest", "zarr")
+
+
+def worker_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment variables workers get: :data:`DEFAULT_WORKER_ENV`, then matching
+    variables of this process (``AWS_*``, ``AZURE_*``, ``PC_SDK_*``, ``GDAL_*`` ...), then
+    ``extra``."""
+    env = dict(DEFAULT_WORKER_ENV)
+    env.update({k: v for k, v in os.environ.items() if _FORWARD.match(k)})
+    env.update({str(k): str(v) for k, v in (extra or {}).items()})
+    return env
+
+
+class WorkerEnvironment(WorkerPlugin):
+    """Worker plugin that sets environment variables on every worker, now and later.
+
+    ``distributed`` runs a registered plugin's ``setup`` on each existing worker and on
+    every worker that joins afterwards, so adaptive clusters stay configured.
+    """
+
+    name = "cup4soil-environment"
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = dict(env)
+
+    def setup(self, worker: Any) -> None:
+        os.environ.update(self.env)
+
+    def teardown(self, worker: Any) -> None:
+        pass
+
+    def __repr__(self) -> str:  # never the values: they may be credentials
+        return f"WorkerEnvironment({sorted(self.env)})"
+
+
+def _check_workers(client: Any, required: Sequence[str]) -> dict[str, Any]:
+    """Versions of the required modules on every worker; ClusterError if any is missing."""
+
+    def probe(names: Sequence[str]) -> dict[str, str]:
+        import importlib
+
+        out = {}
+        for n in names:
+            try:
+                mod = importlib.import_module(n)
+                out[n] = str(getattr(mod, "__version__", "?"))
+            except Exception as exc:
+                out[n] = f"MISSING: {type(exc).__name__}: {exc}"
+        return out
+
+    found = client.run(probe, list(required))
+    missing = {w: [n for n, v in r.items() if v.startswith("MISSING")] for w, r in found.items()}
+    missing = {w: m for w, m in missing.items() if m}
+    if missing:
+        worker, mods = next(iter(missing.items()))
+        raise ClusterError(
+            f"{len(missing)} of {len(found)} workers cannot import {', '.join(mods)} (e.g. "
+            f"{worker}); install cup4soil and its dependencies in the workers' environment "
+            "(the same image or conda environment as the client).")
+    from . import __version__
+
+    theirs = {r.get("cup4soil") for r in found.values()}
+    if theirs - {__version__, "?"}:
+        log.warning("workers run cup4soil %s, the client %s", sorted(theirs), __version__)
+    return found
+
+
+def _shutdown(cluster: Any) -> None:
+    with contextlib.suppress(Exception):  # already closed, or interpreter shutdown
+        cluster.close()
+
+
+def _gateway_cluster(address: str | None, *, workers: int | None,
+                     worker_memory: float | None, adaptive: tuple[int, int] | None,
+                     options: Mapping[str, Any] | None, auth: Any) -> Any:
+    from dask_gateway import Gateway
+
+    where = address or "the configured gateway (dask config gateway.address)"
+    try:
+        gateway = Gateway(address=address, auth=auth)
+        offered = gateway.cluster_options()
+    except Exception as exc:
+        text = redact(f"{type(exc).__name__}: {exc}")
+        if re.search(r"\b(401|403)\b|Unauthorized|Forbidden|authenticat", text, re.I):
+            raise ClusterError(f"the Dask-Gateway at {redact(where)} refused the "
+                               f"credentials ({text}); check the auth= setting "
+                               "(gateway.auth in dask config) and the password or token."
+                               ) from None
+        raise ClusterError(f"cannot reach the Dask-Gateway at {redact(where)} ({text}); "
+                           "check the address and that the gateway is running.") from None
+    wanted = dict(options or {})
+    if worker_memory is not None:
+        wanted.setdefault("worker_memory", worker_memory)
+    unknown = [k for k in wanted if k not in offered]
+    if unknown:
+        raise ParameterError(f"cluster options {', '.join(unknown)} are not offered by this "
+                             f"gateway; it offers {', '.join(offered) or 'none'}.")
+    for k, v in wanted.items():
+        offered[k] = v
+    cluster = gateway.new_cluster(cluster_options=offered, shutdown_on_close=True)
+    if adaptive:
+        cluster.adapt(minimum=adaptive[0], maximum=adaptive[1])
+    elif workers:
+        cluster.scale(workers)
+    return cluster
+
+
+def connect(target: str = "local", *, workers: int | None = None,
+            worker_memory: str | float | None = None,
+            adaptive: tuple[int, int] | None = None,
+            options: Mapping[str, Any] | None = None, auth: Any = None,
+            environment: Mapping[str, str] | None = None,
+            threads_per_worker: int | None = None, wait: bool = True,
+            timeout: float = 120.0) -> Any:
+    """A ``distributed.Client`` for cup4soil work, with configured workers.
+
+    Parameters
+    ----------
+    target : str
+        ``"local"`` (a ``LocalCluster`` sized to this machine), ``"gateway"`` (the
+        Dask-Gateway of the dask config), a Dask-Gateway URL (``http(s)://...``), or a
+        scheduler address (``tcp://host:8786``).
+    workers : int, optional
+        Number of workers (local: default one per 2 cores; gateway: scaled to this).
+    worker_memory : str or float, optional
+        Memory per worker: ``"4GiB"`` locally; GiB as a gateway cluster option.
+    adaptive : (int, int), optional
+        Adaptive scaling between these numbers of workers.
+    options : dict, optional
+        Dask-Gateway cluster options (``gateway.cluster_options()`` names).
+    auth : optional
+        Dask-Gateway authentication (``"basic"``, ``"kerberos"``, ``"jupyterhub"`` or an
+        auth object); default from the dask config.
+    environment : dict, optional
+        Extra environment variables for the workers (see :func:`worker_environment`).
+    threads_per_worker : int, optional
+        Threads per local worker.
+    wait : bool
+        Wait until ``workers`` (or the adaptive minimum) are up.
+    timeout : float
+        Seconds to wait for workers.
+
+    Returns
+    -------
+    distributed.Client
+        Its cluster (if cup4soil created one) shuts down when the client is closed with
+        :func:`close` or at interpreter exit.
+    """
+    from distributed import Client, LocalCluster
+
+    cluster = None
+    if target == "local":
+        n_cores = os.cpu_count() or 1
+        n = workers or (adaptive[0] if adaptive else max(1, n_cores // 2))
+        threads = threads_per_worker or max(1, n_cores // max(n, 1))
+        cluster = LocalCluster(n_workers=n, threads_per_worker=threads,
+                               memory_limit=worker_memory or "auto", processes=True,
+                               dashboard_address=":0")
+        if adaptive:
+            cluster.adapt(minimum=adaptive[0], maximum=adaptive[1])
+        client = Client(cluster)
+    elif target == "gateway" or target.startswith(("http://", "https://", "gateway://")):
+        memory = None
+        if worker_memory is not None:
+            memory = float(re.sub(r"\s*GiB$", "", str(worker_memory)))
+        cluster = _gateway_cluster(None if target == "gateway" else target, workers=workers,
+                                   worker_memory=memory, adaptive=adaptive, options=options,
+                                   auth=auth)
+        client = cluster.get_client(set_as_default=True)
+    elif re.match(r"^(tcp|tls|ucx|inproc)://|^[\w.-]+:\d+$", target):
+        try:
+            client = Client(target, timeout=f"{int(timeout)}s")
+        except Exception as exc:
+            raise ClusterError(f"cannot reach the Dask scheduler at {target} "
+                               f"({type(exc).__name__}: {exc}).") from None
+    else:
+        raise ParameterError(f"target={target!r}: use 'local', 'gateway', a Dask-Gateway URL "
+                             "(http(s)://...) or a scheduler address (tcp://host:port).")
+    if cluster is not None:
+        client._cup4soil_cluster = cluster  # close() shuts it down
+        atexit.register(_shutdown, cluster)
+    try:
+        client.register_plugin(WorkerEnvironment(worker_environment(environment)))
+        want = adaptive[0] if adaptive else workers
+        if wait and want:
+            client.wait_for_workers(want, timeout=timeout)
+        _check_workers(client, _REQUIRED)
+    except BaseException:
+        close(client)
+        raise
+    return client
+
+
+def close(client: Any) -> None:
+    """Close a client from :func:`connect` and shut down the cluster it created."""
+    cluster = getattr(client, "_cup4soil_cluster", None)
+    try:
+        client.close()
+    finally:
+        if cluster is not None:
+            _shutdown(cluster)

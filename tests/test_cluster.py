@@ -1,0 +1,194 @@
+"""Clusters: a local distributed cluster and a real Dask-Gateway server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dask
+import dask.array as da
+import numpy as np
+import pytest
+
+import cup4soil
+from cup4soil import cluster, scmap
+from cup4soil.errors import ClusterError, ParameterError
+
+GATEWAY_PASSWORD = "cup4soil-gateway-test"
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory):
+    """dask-gateway-server with the unsafe local backend, simple auth, one proxy port."""
+    tmp = tmp_path_factory.mktemp("gateway")
+    api, proxy = _free_port(), _free_port()
+    bindir = Path(sys.executable).parent
+    config = tmp / "config.py"
+    config.write_text(f"""
+c.DaskGateway.address = "127.0.0.1:{api}"
+c.Proxy.address = "127.0.0.1:{proxy}"
+c.DaskGateway.backend_class = "dask_gateway_server.backends.local.UnsafeLocalBackend"
+c.DaskGateway.authenticator_class = "dask_gateway_server.auth.SimpleAuthenticator"
+c.SimpleAuthenticator.password = "{GATEWAY_PASSWORD}"
+c.LocalBackend.clusters_directory = "{tmp / 'clusters'}"
+c.ClusterConfig.scheduler_cmd = ["{bindir / 'dask'}", "scheduler"]
+c.ClusterConfig.worker_cmd = ["{bindir / 'dask'}", "worker"]
+c.ClusterConfig.worker_cores = 1
+c.ClusterConfig.worker_memory = "1 G"
+c.ClusterConfig.idle_timeout = 600
+""")
+    env = {**os.environ, "PATH": f"{bindir}:{os.environ.get('PATH', '')}"}
+    proc = subprocess.Popen([str(bindir / "dask-gateway-server"), "-f", str(config)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    import urllib.request
+
+    url = f"http://127.0.0.1:{proxy}"  # the public address: API and schedulers alike
+    for _ in range(200):
+        try:
+            urllib.request.urlopen(f"{url}/api/health", timeout=1)
+            break
+        except Exception:
+            if proc.poll() is not None:
+                pytest.fail(proc.stdout.read().decode()[-3000:])
+            time.sleep(0.1)
+    yield url
+    os.killpg(proc.pid, signal.SIGTERM)  # the server and the clusters it started
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def _basic(password: str = GATEWAY_PASSWORD):
+    from dask_gateway import BasicAuth
+
+    return BasicAuth(username="cup4soil", password=password)
+
+
+@pytest.fixture(scope="module")
+def pipeline(sample, shared_data):
+    """The demo's SCMaP composite of the sample archive (lazy) and its local result."""
+    items = cup4soil.search(sample.bbox, sample.time_range, catalog=sample.catalog)
+    cube = cup4soil.load_s2(items, chunks={"x": 32, "y": 32})
+    wc = sample.truth_on("worldcover", cube.odc.geobox)
+    comp = scmap.composite(cube, str(shared_data / "scmap/th_S2_s2cr_buffered_cog.tif"),
+                           worldcover=wc, products=("SRC", "BSC", "VPC", "MASK"))
+    with dask.config.set(scheduler="threads"):
+        ref = comp.compute()
+    return comp, ref
+
+
+def _equal(a, b) -> None:
+    for v in b.data_vars:
+        np.testing.assert_array_equal(a[v].values, b[v].values)
+
+
+def test_gateway_runs_the_pipeline(gateway, pipeline, tmp_path):
+    comp, ref = pipeline
+    client = cluster.connect(gateway, workers=2, auth=_basic(),
+                             environment={"CUP4SOIL_TEST_MARK": "gateway"})
+    try:
+        assert len(client.scheduler_info()["workers"]) == 2
+        env = client.run(lambda: (os.environ.get("GDAL_DISABLE_READDIR_ON_OPEN"),
+                                  os.environ.get("CUP4SOIL_TEST_MARK")))
+        assert set(env.values()) == {("EMPTY_DIR", "gateway")}
+        _equal(comp.compute(), ref)
+        # a product written through the gateway's workers
+        from cup4soil import store
+
+        info = store.write(comp, str(tmp_path / "gw.zarr"), chunks=32)
+        assert info.computed == info.regions
+        _equal(store.open(str(tmp_path / "gw.zarr")), ref)
+    finally:
+        cluster.close(client)
+
+
+def test_gateway_refuses_wrong_credentials(gateway):
+    with pytest.raises(ClusterError, match="refused the credentials"):
+        cluster.connect(gateway, workers=1, auth=_basic("wrong"))
+
+
+def test_unreachable_gateway():
+    with pytest.raises(ClusterError, match="cannot reach the Dask-Gateway"):
+        cluster.connect(f"http://127.0.0.1:{_free_port()}", workers=1, auth=_basic())
+
+
+def test_unknown_cluster_option(gateway):
+    with pytest.raises(ParameterError, match="not offered"):
+        cluster.connect(gateway, workers=1, auth=_basic(), options={"gpus": 1})
+
+
+def test_local_cluster_environment_reaches_late_workers(monkeypatch):
+    monkeypatch.setenv("AWS_REGION", "eu-central-1")
+    client = cluster.connect("local", workers=1, threads_per_worker=1,
+                             environment={"CUP4SOIL_TEST_MARK": "local"})
+    try:
+        client.cluster.scale(2)
+        client.wait_for_workers(2, timeout=60)
+        env = client.run(lambda: (os.environ.get("AWS_REGION"),
+                                  os.environ.get("CUP4SOIL_TEST_MARK"),
+                                  os.environ.get("GDAL_HTTP_MAX_RETRY")))
+        assert len(env) == 2 and set(env.values()) == {("eu-central-1", "local", "5")}
+        # the same scheduler by address
+        other = cluster.connect(client.scheduler.address)
+        assert other.scheduler_info()["id"] == client.scheduler_info()["id"]
+        other.close()
+    finally:
+        cluster.close(client)
+
+
+def test_workers_missing_a_package(monkeypatch):
+    monkeypatch.setattr(cluster, "_REQUIRED", ("cup4soil", "cup4soil_not_installed_pkg"))
+    with pytest.raises(ClusterError, match="cannot import cup4soil_not_installed_pkg"):
+        cluster.connect("local", workers=1, threads_per_worker=1)
+
+
+def test_a_worker_dying_mid_run_does_not_fail_the_computation():
+    client = cluster.connect("local", workers=2, threads_per_worker=1)
+    try:
+        def slow(x):
+            time.sleep(0.2)
+            return x + 1
+
+        arr = da.arange(40, chunks=1).map_blocks(slow, dtype=int)
+        future = client.compute(arr.sum())
+        while future.status == "pending" and sum(
+                len(v) for v in client.processing().values()) == 0:
+            time.sleep(0.05)
+        time.sleep(0.5)
+        pids = client.run(os.getpid)
+        victim = sorted(pids)[0]
+        os.kill(pids[victim], signal.SIGKILL)
+        assert future.result(timeout=120) == sum(range(1, 41))
+    finally:
+        cluster.close(client)
+
+
+def test_bad_target():
+    with pytest.raises(ParameterError, match="target='moon'"):
+        cluster.connect("moon")
+
+
+def test_cli_demo_on_a_local_cluster(tmp_path, capsys):
+    from cup4soil import store
+    from cup4soil.cli import main
+
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--size", "60", "--scenes-per-year", "5",
+                 "--cluster", "local"]) == 0
+    text = capsys.readouterr().out
+    assert "cluster: local" in text and "vs truth" in text
+    assert int(store.open(str(out / "scmap.zarr")).BSC.max()) > 0
