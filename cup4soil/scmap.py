@@ -265,6 +265,53 @@ def _on_grid(da: xr.DataArray, geobox: GeoBox) -> bool:
 # ------------------------------------------------------------------------------ block task
 
 
+class _FlatGraph:
+    """A (time, y, x) dask array's graph, fused and materialised once, from which windows
+    are cut by chunk index: building all blocks costs one pass over the graph instead of
+    one per block (``dask.optimize`` of a sliced array rebuilds the whole cube's graph).
+    """
+
+    def __init__(self, name: str, dsk: dict[Any, Any], chunks: tuple[tuple[int, ...], ...],
+                 dtype: Any) -> None:
+        self.name, self.dsk, self.chunks, self.dtype = name, dsk, chunks, dtype
+        self.t_edges = np.concatenate([[0], np.cumsum(chunks[0])])
+        self.y_edges = np.concatenate([[0], np.cumsum(chunks[1])])
+        self.x_edges = np.concatenate([[0], np.cumsum(chunks[2])])
+
+    @classmethod
+    def of(cls, arr: Any) -> _FlatGraph:
+        (opt,) = dask.optimize(arr)
+        return cls(opt.name, dict(opt.__dask_graph__()), opt.chunks, opt.dtype)
+
+    def window(self, y0: int, y1: int, x0: int, x1: int, t0: int = 0,
+               t1: int | None = None) -> Any:
+        """The pixels [t0:t1, y0:y1, x0:x1] as a dask array whose graph holds only the
+        chunks they touch (and what those depend on)."""
+        from dask._task_spec import Alias
+        from dask.optimization import cull
+
+        t1 = int(self.t_edges[-1]) if t1 is None else t1
+        it0 = int(np.searchsorted(self.t_edges, t0, side="right")) - 1
+        it1 = int(np.searchsorted(self.t_edges, t1, side="left"))
+        iy0 = int(np.searchsorted(self.y_edges, y0, side="right")) - 1
+        iy1 = int(np.searchsorted(self.y_edges, y1, side="left"))
+        ix0 = int(np.searchsorted(self.x_edges, x0, side="right")) - 1
+        ix1 = int(np.searchsorted(self.x_edges, x1, side="left"))
+        want = [(self.name, t, i, j) for t in range(it0, it1) for i in range(iy0, iy1)
+                for j in range(ix0, ix1)]
+        sub, _ = cull(self.dsk, want)
+        name = f"{self.name}-w{it0}.{it1}.{iy0}.{iy1}.{ix0}.{ix1}"
+        for t in range(it0, it1):
+            for i in range(iy0, iy1):
+                for j in range(ix0, ix1):
+                    new = (name, t - it0, i - iy0, j - ix0)
+                    sub[new] = Alias(new, (self.name, t, i, j))
+        arr = dsa.Array(sub, name, chunks=(self.chunks[0][it0:it1], self.chunks[1][iy0:iy1],
+                                           self.chunks[2][ix0:ix1]), dtype=self.dtype)
+        ot, oy, ox = int(self.t_edges[it0]), int(self.y_edges[iy0]), int(self.x_edges[ix0])
+        return arr[t0 - ot:t1 - ot, y0 - oy:y1 - oy, x0 - ox:x1 - ox]
+
+
 class _Source:
     """The lazy arrays of one spatial block, hidden from Dask's dependency tracking so that
     the task reads its time slices itself, one at a time, when it needs them."""
@@ -581,12 +628,17 @@ def composite(
     wc = _check_worldcover(worldcover, cube)
 
     if by == "year":
-        years = np.unique(cube.time.dt.year.values)
-        parts = [
-            _composite_one(cube.sel(time=cube.time.dt.year == y), thr, wc, params, geobox,
-                           chunks, task_memory)
-            for y in years
-        ]
+        cube = cube.sortby("time")
+        year_of = cube.time.dt.year.values
+        years = np.unique(year_of)
+        # the cube's graph is flattened once and every year cuts its time range from it
+        flat = _flatten(cube, params)
+        parts = []
+        for y in years:
+            idx = np.flatnonzero(year_of == y)
+            parts.append(_composite_one(cube.isel(time=slice(idx[0], idx[-1] + 1)), thr, wc,
+                                        params, geobox, chunks, task_memory,
+                                        flat=flat, t0=int(idx[0])))
         out = xr.concat(parts, dim="year", coords="minimal", compat="override",
                         combine_attrs="override")
         out = out.assign_coords(year=("year", years.astype("int32")))
@@ -625,9 +677,22 @@ def _check_worldcover(worldcover: xr.DataArray | None, cube: xr.Dataset) -> xr.D
     return worldcover
 
 
+def _arrays(cube: xr.Dataset, params: _Params) -> dict[str, Any]:
+    per_pixel = "sza" in cube.data_vars and cube["sza"].ndim == 3
+    names = [SCL, *params.bands, *(["sza"] if per_pixel else [])]
+    arrays = {n: cube[n].transpose("time", "y", "x").data for n in names}
+    return {n: (a if isinstance(a, dsa.Array) else dsa.from_array(a, chunks=(1, -1, -1)))
+            for n, a in arrays.items()}
+
+
+def _flatten(cube: xr.Dataset, params: _Params) -> dict[str, _FlatGraph]:
+    return {n: _FlatGraph.of(a) for n, a in _arrays(cube, params).items()}
+
+
 def _composite_one(
     cube: xr.Dataset, thr: Any, wc: xr.DataArray | None, params: _Params, geobox: GeoBox,
     chunks: dict[str, int] | None, task_memory: int,
+    flat: dict[str, _FlatGraph] | None = None, t0: int = 0,
 ) -> xr.Dataset:
     ny, nx = cube.sizes["y"], cube.sizes["x"]
     n_t = cube.sizes["time"]
@@ -642,23 +707,22 @@ def _composite_one(
     sza = (np.asarray(cube["sza"].values, dtype=np.float64)
            if "sza" in cube.coords and cube["sza"].dims == ("time",) else np.full(n_t, np.nan))
     names = [SCL, *params.bands, *(["sza"] if per_pixel else [])]
-    arrays = {n: cube[n].transpose("time", "y", "x").data for n in names}
+    arrays = _arrays(cube, params)
     if not chunks:
         by_, bx_ = _aligned_block(arrays[SCL], by_)
-    arrays = {n: (a if isinstance(a, dsa.Array) else dsa.from_array(a, chunks=(1, -1, -1)))
-              for n, a in arrays.items()}
     n_band = len(params.bands)
+    if flat is None:
+        flat = {n: _FlatGraph.of(a) for n, a in arrays.items()}
+    t1 = t0 + n_t
     blocks: dict[str, list[list[Any]]] = {p: [] for p in params.products}
     for y0, y1 in _splits(ny, by_):
         rows: dict[str, list[Any]] = {p: [] for p in params.products}
         for x0, x1 in _splits(nx, bx_):
             ya, yb, xa, xb = max(0, y0 - r), min(ny, y1 + r), max(0, x0 - r), min(nx, x1 + r)
             halo = (y0 - ya, yb - y1, x0 - xa, xb - x1)
-            with_halo = {SCL: arrays[SCL][:, ya:yb, xa:xb]}
-            core = {n: arrays[n][:, y0:y1, x0:x1] for n in names if n != SCL}
-            # Cull each block's graph to its own reads before hiding it in the task.
-            with_halo = dict(zip(with_halo, dask.optimize(*with_halo.values()), strict=True))
-            core = dict(zip(core, dask.optimize(*core.values()), strict=True))
+            # Each block's arrays carry only their own part of the cube's graph.
+            with_halo = {SCL: flat[SCL].window(ya, yb, xa, xb, t0, t1)}
+            core = {n: flat[n].window(y0, y1, x0, x1, t0, t1) for n in names if n != SCL}
             if isinstance(thr, _RasterThreshold):
                 # Resampled inside the task: building the graph computes nothing.
                 thr_block: Any = (thr, geobox[y0:y1, x0:x1])
