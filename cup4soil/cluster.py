@@ -127,10 +127,13 @@ def _gateway_cluster(address: str | None, *, workers: int | None,
     from dask_gateway import Gateway
 
     where = address or "the configured gateway (dask config gateway.address)"
+    gateway = None
     try:
         gateway = Gateway(address=address, auth=auth)
         offered = gateway.cluster_options()
     except Exception as exc:
+        if gateway is not None:
+            gateway.close()  # its __del__ would complain once the loop is gone
         text = redact(f"{type(exc).__name__}: {exc}")
         if re.search(r"\b(401|403)\b|Unauthorized|Forbidden|authenticat", text, re.I):
             raise ClusterError(f"the Dask-Gateway at {redact(where)} refused the "
@@ -144,11 +147,16 @@ def _gateway_cluster(address: str | None, *, workers: int | None,
         wanted.setdefault("worker_memory", worker_memory)
     unknown = [k for k in wanted if k not in offered]
     if unknown:
+        gateway.close()
         raise ParameterError(f"cluster options {', '.join(unknown)} are not offered by this "
                              f"gateway; it offers {', '.join(offered) or 'none'}.")
     for k, v in wanted.items():
         offered[k] = v
-    cluster = gateway.new_cluster(cluster_options=offered, shutdown_on_close=True)
+    try:
+        # the cluster object keeps its own connection to the gateway
+        cluster = gateway.new_cluster(cluster_options=offered, shutdown_on_close=True)
+    finally:
+        gateway.close()
     if adaptive:
         cluster.adapt(minimum=adaptive[0], maximum=adaptive[1])
     elif workers:
