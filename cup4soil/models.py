@@ -521,7 +521,6 @@ class SoilModel:
     cv: dict[str, float]
     cv_predictions: pd.DataFrame
     card: dict[str, Any]
-    _fitted: _Fitted | None = field(default=None, repr=False)
     _forest: _forest.CompiledForest | None = field(default=None, repr=False)
     _residual_q: np.ndarray | None = field(default=None, repr=False)
     _path: Path | None = field(default=None, repr=False)
@@ -575,7 +574,8 @@ class SoilModel:
         return pd.DataFrame({name: q[:, i] for i, name in enumerate(self._output_names())})
 
     def _predict_array(self, x: np.ndarray) -> np.ndarray:
-        return _predict_quantiles(self._forest, self._forest is None and self.estimator,
+        est = None if self._forest is not None else self.estimator
+        return _predict_quantiles(self._forest, est,
                                   "qrf" if self.method == "qrf" else "other",
                                   self.quantiles, self._residual_q, x)
 
@@ -986,7 +986,7 @@ def train(samples: Any, target: str, *, features: Sequence[str] | None = None,
         "created": datetime.now(UTC).isoformat(timespec="seconds"), "versions": _versions(),
     }
     return SoilModel(property=name, units=units, features=tuple(feature_names), quantiles=q,
-                     cv=metrics, cv_predictions=cvp, card=card, _fitted=final,
+                     cv=metrics, cv_predictions=cvp, card=card,
                      _forest=final.forest, _residual_q=final.residual_q, _est=final.est)
 
 

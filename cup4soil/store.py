@@ -371,7 +371,6 @@ def _done_regions(fs: Any, root: str, target: _Target, regions: list[_Region],
         return set()
     have = {p.rstrip("/").rsplit("/", 1)[-1].removesuffix(".json") for p in listed}
     by_key = {r.key: r for r in regions}
-    done = set()
 
     def check(key: str) -> str | None:
         try:
@@ -388,8 +387,7 @@ def _done_regions(fs: Any, root: str, target: _Target, regions: list[_Region],
 
     todo = [k for k in have if k in by_key]
     results = dask.compute(*[dask.delayed(check)(k) for k in todo], scheduler="threads")
-    done = {k for k in results if k is not None}
-    return done
+    return {k for k in results if k is not None}
 
 
 # --- the public functions --------------------------------------------------------------
