@@ -31,7 +31,7 @@ from rasterio.errors import NotGeoreferencedWarning
 from shapely.geometry.base import BaseGeometry
 from stackstac.rio_reader import AutoParallelRioReader
 
-from . import _kernels, _s2meta
+from . import _kernels, _read, _s2meta, _signing
 from ._parse import parse_aoi
 from .catalog import AOI_KEY
 from .errors import AssetReadError, CRSError, NoItemsError, ParameterError, RedactingFilter
@@ -227,28 +227,42 @@ class _SafeRioDriver(RioDriver):  # type: ignore[misc]
 
 
 def _load_odc(
-    items: list[pystac.Item], bands: Sequence[str], geobox: GeoBox, resolution: float,
+    plans: Sequence[_ItemPlan], bands: Sequence[str], geobox: GeoBox, resolution: float,
     chunk: tuple[int, int],
-) -> xr.Dataset:
-    import odc.stac
+) -> tuple[xr.Dataset, np.ndarray]:
+    """The cube from odc-stac's metadata and reader, one lazy layer per band (``_read``).
 
-    return odc.stac.load(
-        items,
-        bands=list(bands),
-        geobox=geobox,
-        groupby="solar_day",
-        chunks={"y": chunk[0], "x": chunk[1]},
-        resampling=_resampling(bands, resolution),
-        driver=_SafeRioDriver(),
-        fail_on_error=True,
-        # Overviews may be built by nearest (they are in real archives): averaging 10 m to
-        # 20 m must read the full-resolution pixels, as SCMaP prescribes.
-        use_overviews=False,
+    Returns the dataset (harmonised: each item is shifted by its own DN offset before the
+    items of a solar day are fused) and the mean sun zenith per time step, degrees.
+    """
+    from odc.geo.xr import xr_coords
+
+    plan = _read.make_plan(
+        [p.item for p in plans], bands, geobox, _resampling(bands, resolution),
+        np.array([p.offsets for p in plans], dtype=np.int32), _SafeRioDriver(),
     )
+    coords = xr_coords(geobox, crs_coord_name="spatial_ref")
+    coords["time"] = xr.DataArray(np.array(plan.times, dtype="datetime64[ns]"), dims="time")
+    variables = {}
+    key = _read.as_key(plan)
+    for band in bands:
+        var = xr.DataArray(_read.lazy_band(plan, band, chunk, key=key), dims=("time", "y", "x"),
+                           coords=coords)
+        var.encoding["grid_mapping"] = "spatial_ref"
+        variables[band] = var
+    sza = []
+    for group in plan.groups:
+        vals = [plans[i].sun_zenith for i in group]
+        sza.append(np.nan if all(np.isnan(vals)) else float(np.nanmean(vals)))
+    return xr.Dataset(variables), np.asarray(sza, dtype="float32")
 
 
 class _SafeStackstacReader(AutoParallelRioReader):  # type: ignore[misc]
-    """stackstac's reader whose failures raise :class:`AssetReadError` (token-free)."""
+    """stackstac's reader whose failures raise :class:`AssetReadError` (token-free), and
+    whose signed URLs are renewed when near expiry (readers are made at compute time)."""
+
+    def __init__(self, *, url: str, **kwargs: Any) -> None:
+        super().__init__(url=_signing.fresh_href(url), **kwargs)
 
     def read(self, window: Any, **kwargs: Any) -> Any:
         try:
@@ -404,36 +418,11 @@ def load_s2(
     else:
         target, res = geobox.crs, float(abs(geobox.resolution.x))
 
-    loader = _load_odc if engine == "odc-stac" else _load_stackstac
-    day_offsets: dict[np.datetime64, set[tuple[int, ...]]] = defaultdict(set)
-    for p in plans:
-        day_offsets[p.solar_day].add(p.offsets)
-    # Usually every solar day has one DN offset: load once, shift per time step. A day that
-    # mixes baselines (tiles processed differently) is loaded per offset and fused.
-    groups: dict[tuple[int, ...], list[_ItemPlan]] = defaultdict(list)
-    for p in plans:
-        mixed = len(day_offsets[p.solar_day]) > 1
-        groups[p.offsets if mixed else ()].append(p)
-    parts = []
-    for key, group in groups.items():
-        group.sort(key=lambda p: (p.item.datetime, p.item.id))
-        ds = loader([p.item for p in group], canon, geobox, res, chunk)
-        # Label each time step with its solar day, which fixes its offsets.
-        by_time = {np.datetime64(p.item.datetime.replace(tzinfo=None), "ns"): p for p in group}
-        labels = [_nearest_day(t, by_time) for t in ds.time.values]
-        per_time = [key or next(iter(day_offsets[d])) for d in labels]
-        for i, band in enumerate(canon):
-            ds[band] = _harmonise(ds[band], np.array([offs[i] for offs in per_time]))
-        parts.append(ds.assign_coords(solar_day=("time", labels)))
-    cube = parts[0] if len(parts) == 1 else _merge_parts(parts, canon).sortby("time")
-    days = cube["solar_day"].values
-    sza = []
-    for d in days:
-        vals = [p.sun_zenith for p in plans if p.solar_day == d]
-        sza.append(float(np.nanmean(vals)) if not all(np.isnan(vals)) else np.nan)
-    cube = cube.drop_vars("solar_day").assign_coords(
-        sza=("time", np.asarray(sza, dtype="float32"))
-    )
+    if engine == "odc-stac":
+        cube, sza = _load_odc(plans, canon, geobox, res, chunk)
+    else:
+        cube, sza = _load_stackstac_harmonised(plans, canon, geobox, res, chunk)
+    cube = cube.assign_coords(sza=("time", sza))
     cube["sza"].attrs.update(units="degree", long_name="scene-mean sun zenith angle")
     for band in canon:
         attrs = {"nodata": 0, "units": "1"}
@@ -456,6 +445,39 @@ def load_s2(
             for p in plans],
     })
     return cube
+
+
+def _load_stackstac_harmonised(
+    plans: Sequence[_ItemPlan], bands: Sequence[str], geobox: GeoBox, res: float,
+    chunk: tuple[int, int],
+) -> tuple[xr.Dataset, np.ndarray]:
+    """The stackstac cube, harmonised, and the mean sun zenith per time step, degrees."""
+    day_offsets: dict[np.datetime64, set[tuple[int, ...]]] = defaultdict(set)
+    for p in plans:
+        day_offsets[p.solar_day].add(p.offsets)
+    # Usually every solar day has one DN offset: load once, shift per time step. A day that
+    # mixes baselines (tiles processed differently) is loaded per offset and fused.
+    groups: dict[tuple[int, ...], list[_ItemPlan]] = defaultdict(list)
+    for p in plans:
+        mixed = len(day_offsets[p.solar_day]) > 1
+        groups[p.offsets if mixed else ()].append(p)
+    parts = []
+    for key, group in groups.items():
+        group.sort(key=lambda p: (p.item.datetime, p.item.id))
+        ds = _load_stackstac([p.item for p in group], bands, geobox, res, chunk)
+        # Label each time step with its solar day, which fixes its offsets.
+        by_time = {np.datetime64(p.item.datetime.replace(tzinfo=None), "ns"): p for p in group}
+        labels = [_nearest_day(t, by_time) for t in ds.time.values]
+        per_time = [key or next(iter(day_offsets[d])) for d in labels]
+        for i, band in enumerate(bands):
+            ds[band] = _harmonise(ds[band], np.array([offs[i] for offs in per_time]))
+        parts.append(ds.assign_coords(solar_day=("time", labels)))
+    cube = parts[0] if len(parts) == 1 else _merge_parts(parts, bands).sortby("time")
+    sza = []
+    for d in cube["solar_day"].values:
+        vals = [p.sun_zenith for p in plans if p.solar_day == d]
+        sza.append(float(np.nanmean(vals)) if not all(np.isnan(vals)) else np.nan)
+    return cube.drop_vars("solar_day"), np.asarray(sza, dtype="float32")
 
 
 def _nearest_day(t: np.datetime64, by_time: Mapping[np.datetime64, _ItemPlan]) -> np.datetime64:

@@ -26,7 +26,7 @@ import math
 import os
 import urllib.request
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,7 @@ import numpy as np
 import xarray as xr
 from odc.geo.geobox import GeoBox
 
-from . import _kernels
+from . import _kernels, _read
 from ._s2meta import REFLECTANCE_BANDS, SCL
 from .errors import BandError, Cup4SoilError, ParameterError
 from .masks import cloud_buffer_pixels
@@ -326,6 +326,10 @@ class _Source:
         self.batch_bytes = batch_bytes
         self.read_threads = read_threads
 
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self.arrays)
+
     def read(self, t: int, names: Sequence[str]) -> dict[str, np.ndarray]:
         """One time slice of the named arrays."""
         _, batch = next(self.batches(names, start=t, stop=t + 1))
@@ -358,16 +362,78 @@ class _Source:
             yield t0, {n: np.asarray(v) for n, v in zip(names, values, strict=True)}
 
 
+@dataclass(frozen=True)
+class _PlanSource:
+    """A block's window read straight from the cube's read plan (:mod:`cup4soil._read`):
+    the task holds no cube graph, and building all blocks costs nothing per scene.
+
+    Same interface as :class:`_Source`; the plan arrives as a task argument (one graph
+    key) and is attached with :meth:`bind` inside the task.
+    """
+
+    bands: tuple[tuple[str, str], ...]  # (cube variable, plan band)
+    rows: tuple[int, int]
+    cols: tuple[int, int]
+    t0: int
+    t1: int
+    plan: Any = None
+    batch_bytes: int = 8 * 2**20
+    read_threads: int = 4
+
+    def bind(self, plan: Any) -> _PlanSource:
+        return replace(self, plan=plan)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(n for n, _ in self.bands)
+
+    def _band(self, name: str) -> str:
+        return dict(self.bands)[name]
+
+    def batch_size(self, names: Sequence[str]) -> int:
+        h, w = self.rows[1] - self.rows[0], self.cols[1] - self.cols[0]
+        per_slice = sum(
+            h * w * np.dtype(self.plan.cfg[self._band(n)].dtype).itemsize for n in names)
+        return max(1, int(self.batch_bytes // max(per_slice, 1)))
+
+    def read(self, t: int, names: Sequence[str]) -> dict[str, np.ndarray]:
+        _, batch = next(self.batches(names, start=t, stop=t + 1))
+        return {n: v[0] for n, v in batch.items()}
+
+    def batches(
+        self, names: Sequence[str], *, start: int = 0, stop: int | None = None,
+        size: int | None = None,
+    ) -> Any:
+        from concurrent.futures import ThreadPoolExecutor
+
+        stop = self.t1 - self.t0 if stop is None else stop
+        k = size or self.batch_size(names)
+        # Threads: GDAL reads release the GIL, so a block's slices are read in parallel.
+        with ThreadPoolExecutor(self.read_threads) as pool:
+            for ta in range(start, stop, k):
+                tb = min(stop, ta + k)
+                futures = {
+                    (n, t): pool.submit(self.plan.read, self._band(n), self.t0 + t, self.rows,
+                                        self.cols)
+                    for n in names for t in range(ta, tb)
+                }
+                yield ta, {n: np.stack([futures[n, t].result() for t in range(ta, tb)])
+                           for n in names}
+
+
 def _composite_block(
-    source: _Source,
-    core: _Source,
+    source: _Source | _PlanSource,
+    core: _Source | _PlanSource,
     halo: tuple[int, int, int, int],
     threshold: Any,
     worldcover: np.ndarray | None,
     sza: np.ndarray,
     params: _Params,
+    plan: Any = None,
 ) -> dict[str, np.ndarray]:
     """All products of one spatial block (pure NumPy inside; reads through the sources)."""
+    if plan is not None:  # read-plan sources: attach the plan this task received
+        source, core = source.bind(plan), core.bind(plan)
     top, bottom, left, right = halo
     n_t = len(sza)
     if isinstance(threshold, tuple):  # (raster threshold, block grid)
@@ -392,7 +458,7 @@ def _composite_block(
     # Pass 1: flags and B02 only. SCL comes with its halo (the cloud buffer), the bands
     # without, so that both read whole chunks when blocks follow the cube's chunks.
     # A per-pixel sun zenith (variable "sza") is read with the bands; else one per time.
-    per_pixel_sza = "sza" in core.arrays
+    per_pixel_sza = "sza" in core.names
     pass1_names = [*params.bands, "sza"] if per_pixel_sza else list(params.bands)
     k = min(source.batch_size([SCL]), core.batch_size(pass1_names))
     pass1 = zip(source.batches([SCL], size=k), core.batches(pass1_names, size=k), strict=True)
@@ -627,23 +693,27 @@ def composite(
     thr = _resolve_threshold(threshold, geobox)
     wc = _check_worldcover(worldcover, cube)
 
-    if by == "year":
+    if by == "year" and not cube.indexes["time"].is_monotonic_increasing:
         cube = cube.sortby("time")
+    # A cube straight from load_s2 is read through its plan; any other cube (in memory,
+    # stackstac, edited) through its graph, flattened once.
+    planned = _planned(cube, params)
+    flat = None if planned is not None else _flatten(cube, params)
+    if by == "year":
         year_of = cube.time.dt.year.values
         years = np.unique(year_of)
-        # the cube's graph is flattened once and every year cuts its time range from it
-        flat = _flatten(cube, params)
         parts = []
         for y in years:
             idx = np.flatnonzero(year_of == y)
             parts.append(_composite_one(cube.isel(time=slice(idx[0], idx[-1] + 1)), thr, wc,
                                         params, geobox, chunks, task_memory,
-                                        flat=flat, t0=int(idx[0])))
+                                        flat=flat, planned=planned, t0=int(idx[0])))
         out = xr.concat(parts, dim="year", coords="minimal", compat="override",
                         combine_attrs="override")
         out = out.assign_coords(year=("year", years.astype("int32")))
     else:
-        out = _composite_one(cube, thr, wc, params, geobox, chunks, task_memory)
+        out = _composite_one(cube, thr, wc, params, geobox, chunks, task_memory, flat=flat,
+                             planned=planned)
     out.attrs.update({
         "title": "SCMaP composites (cup4soil.scmap.composite)",
         "threshold": threshold if isinstance(threshold, (int, float, str)) else "DataArray",
@@ -689,10 +759,31 @@ def _flatten(cube: xr.Dataset, params: _Params) -> dict[str, _FlatGraph]:
     return {n: _FlatGraph.of(a) for n, a in _arrays(cube, params).items()}
 
 
+@dataclass(frozen=True)
+class _Planned:
+    """The read plan behind every array a composite needs, as one graph key."""
+
+    key: Any  # Delayed of the plan
+    bands: tuple[tuple[str, str], ...]  # (cube variable, plan band)
+
+
+def _planned(cube: xr.Dataset, params: _Params) -> _Planned | None:
+    """The cube's read plan if all its SCL and band arrays are exactly a plan's output."""
+    found = {n: _read.plan_of(a) for n, a in _arrays(cube, params).items()}
+    if any(f is None for f in found.values()):
+        return None
+    plans = {id(f[0]): f[0] for f in found.values() if f is not None}
+    if len(plans) != 1:
+        return None
+    (plan,) = plans.values()
+    return _Planned(_read.as_key(plan),
+                    tuple((n, f[1]) for n, f in found.items() if f is not None))
+
+
 def _composite_one(
     cube: xr.Dataset, thr: Any, wc: xr.DataArray | None, params: _Params, geobox: GeoBox,
     chunks: dict[str, int] | None, task_memory: int,
-    flat: dict[str, _FlatGraph] | None = None, t0: int = 0,
+    flat: dict[str, _FlatGraph] | None = None, t0: int = 0, planned: _Planned | None = None,
 ) -> xr.Dataset:
     ny, nx = cube.sizes["y"], cube.sizes["x"]
     n_t = cube.sizes["time"]
@@ -711,7 +802,7 @@ def _composite_one(
     if not chunks:
         by_, bx_ = _aligned_block(arrays[SCL], by_)
     n_band = len(params.bands)
-    if flat is None:
+    if flat is None and planned is None:
         flat = {n: _FlatGraph.of(a) for n, a in arrays.items()}
     t1 = t0 + n_t
     blocks: dict[str, list[list[Any]]] = {p: [] for p in params.products}
@@ -720,9 +811,20 @@ def _composite_one(
         for x0, x1 in _splits(nx, bx_):
             ya, yb, xa, xb = max(0, y0 - r), min(ny, y1 + r), max(0, x0 - r), min(nx, x1 + r)
             halo = (y0 - ya, yb - y1, x0 - xa, xb - x1)
-            # Each block's arrays carry only their own part of the cube's graph.
-            with_halo = {SCL: flat[SCL].window(ya, yb, xa, xb, t0, t1)}
-            core = {n: flat[n].window(y0, y1, x0, x1, t0, t1) for n in names if n != SCL}
+            source: _Source | _PlanSource
+            if planned is not None:
+                bands = dict(planned.bands)
+                source = _PlanSource(((SCL, bands[SCL]),), (ya, yb), (xa, xb), t0, t1)
+                core = _PlanSource(tuple((n, bands[n]) for n in names if n != SCL),
+                                   (y0, y1), (x0, x1), t0, t1)
+            else:
+                # Each block's arrays carry only their own part of the cube's graph.
+                source = _Source({SCL: flat[SCL].window(ya, yb, xa, xb, t0, t1)}, slice_bytes={
+                    SCL: _read_bytes(arrays[SCL], (ya, yb), (xa, xb))})
+                core_arrays = {n: flat[n].window(y0, y1, x0, x1, t0, t1)
+                               for n in names if n != SCL}
+                core = _Source(core_arrays, slice_bytes={
+                    n: _read_bytes(arrays[n], (y0, y1), (x0, x1)) for n in core_arrays})
             if isinstance(thr, _RasterThreshold):
                 # Resampled inside the task: building the graph computes nothing.
                 thr_block: Any = (thr, geobox[y0:y1, x0:x1])
@@ -731,11 +833,9 @@ def _composite_one(
             else:
                 thr_block = thr
             wc_block = wc.data[y0:y1, x0:x1] if wc is not None else None
-            halo_bytes = {SCL: _read_bytes(arrays[SCL], (ya, yb), (xa, xb))}
-            core_bytes = {n: _read_bytes(arrays[n], (y0, y1), (x0, x1)) for n in core}
             task = dask.delayed(_composite_block, pure=True)(
-                _Source(with_halo, slice_bytes=halo_bytes), _Source(core, slice_bytes=core_bytes),
-                halo, thr_block, wc_block, sza, params,
+                source, core, halo, thr_block, wc_block, sza, params,
+                planned.key if planned is not None else None,
             )
             h, w = y1 - y0, x1 - x0
             for p in params.products:

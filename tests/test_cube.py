@@ -212,3 +212,33 @@ def test_reader_logs_carry_no_token(items, tmp_path, caplog):
     with pytest.raises(AssetReadError):
         cup4soil.load_s2([broken], bands=["B02"]).compute()
     assert "LOGGEDSECRET" not in caplog.text
+
+
+def test_odc_engine_equals_odc_stac_load(items, sample):
+    """The planned cube reads exactly what odc.stac.load reads (same parsing, grouping,
+    reader and fuser), on the pre-04.00 items, which need no DN shift."""
+    import odc.stac
+
+    old = [it for it in items if it.properties["s2:processing_baseline"] < "04"]
+    bands = ["B02", "B11", "SCL"]
+    cube = cup4soil.load_s2(old, bands=bands, chunks={"x": 24, "y": 24})
+    norm = [cup4soil.cube._normalise(it, bands) for it in old]
+    ref = odc.stac.load(norm, bands=bands, geobox=cube.odc.geobox, groupby="solar_day",
+                        chunks={"x": 24, "y": 24}, use_overviews=False,
+                        resampling=cup4soil.cube._resampling(bands, 20.0))
+    np.testing.assert_array_equal(cube.time.values, ref.time.values)
+    cube, ref = cube.compute(), ref.compute()
+    for band in bands:
+        np.testing.assert_array_equal(cube[band].values, ref[band].values, err_msg=band)
+
+
+def test_cube_graph_is_one_layer_per_band(items):
+    few = cup4soil.load_s2(items[:5])
+    many = cup4soil.load_s2(items)
+    for cube in (few, many):
+        layers = cube.B04.data.dask.layers
+        assert len(layers) == 2 and any(k.startswith("read-plan-") for k in layers)
+    # Graph building does not grow with the number of scenes: the layers are the same
+    # kind and size of object, whatever the number of tasks they stand for.
+    assert len(many.B04.data.dask) > len(few.B04.data.dask)
+    assert type(many.B04.data.dask.layers[many.B04.data.name]).__name__ == "Blockwise"

@@ -271,3 +271,36 @@ def test_cube_with_one_time_step(cube, dlr_threshold):
 def test_worldcover_on_another_grid(cube, worldcover, dlr_threshold):
     with pytest.raises(ParameterError, match="another grid"):
         scmap.composite(cube, dlr_threshold, worldcover=worldcover.isel(x=slice(1, None)))
+
+
+@pytest.fixture(scope="module")
+def lazy_cube(sample):
+    """The same cube as ``cube``, not persisted: composites read it through its read plan."""
+    items = cup4soil.search(sample.bbox, sample.time_range, catalog=sample.catalog)
+    return cup4soil.load_s2(items, chunks={"x": 32, "y": 32})
+
+
+def test_read_plan_path_equals_graph_path(lazy_cube, cube, dlr_threshold):
+    params = scmap._Params(3.0, 4.0, 3, 70.0, 5, scmap.PRODUCTS)
+    assert scmap._planned(lazy_cube, params) is not None
+    assert scmap._planned(cube, params) is None  # persisted: read from memory
+    for by in (None, "year"):
+        a = scmap.composite(lazy_cube, dlr_threshold, by=by, chunks={"y": 24, "x": 40})
+        b = scmap.composite(cube, dlr_threshold, by=by, chunks={"y": 24, "x": 40})
+        a, b = a.compute(), b.compute()
+        for name in a.data_vars:
+            np.testing.assert_array_equal(a[name].values, b[name].values, err_msg=f"{by} {name}")
+
+
+def test_planned_graph_holds_no_cube_and_does_not_grow_with_scenes(sample, dlr_threshold):
+    items = cup4soil.search(sample.bbox, sample.time_range, catalog=sample.catalog)
+    sizes = []
+    for some in (items[:12], items):
+        cube = cup4soil.load_s2(some, chunks={"x": 32, "y": 32})
+        out = scmap.composite(cube, dlr_threshold, chunks={"y": 32, "x": 32})
+        graph = dict(out.__dask_graph__())
+        read_layers = {v.data.name for v in cube.data_vars.values()}
+        assert not any(isinstance(k, tuple) and k[0] in read_layers for k in graph)
+        assert sum(str(k).startswith("read-plan-") for k in graph) == 1
+        sizes.append(len(graph))
+    assert sizes[0] == sizes[1]  # blocks x products, whatever the number of scenes
