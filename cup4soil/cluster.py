@@ -25,7 +25,9 @@ from distributed.diagnostics.plugin import WorkerPlugin
 
 from .errors import ClusterError, ParameterError, redact
 
-__all__ = ["DEFAULT_WORKER_ENV", "WorkerEnvironment", "close", "connect", "worker_environment"]
+__all__ = [
+    "DEFAULT_WORKER_ENV", "WorkerEnvironment", "close", "compute", "connect", "worker_environment",
+]
 
 log = logging.getLogger(__name__)
 
@@ -258,3 +260,45 @@ def close(client: Any) -> None:
     finally:
         if cluster is not None:
             _shutdown(cluster)
+
+
+def compute(*collections: Any, progress: bool = True) -> tuple[Any, ...]:
+    """Compute lazy results (composites, predictions, cubes) with a progress bar.
+
+    On the current distributed client (e.g. from :func:`connect`) the collections are
+    persisted and distributed's progress bar follows them (a widget in notebooks, text in
+    terminals); otherwise dask's local scheduler runs them under its ``ProgressBar``.
+
+    Parameters
+    ----------
+    *collections
+        xarray or dask objects, e.g. ``scmap.composite(...)`` or ``model.predict(...)``.
+    progress
+        Show the bar (False: compute quietly).
+
+    Returns
+    -------
+    tuple
+        The computed objects, in order.
+    """
+    import dask
+
+    try:
+        from distributed import get_client
+
+        client = get_client()
+    except (ImportError, ValueError):
+        client = None
+    if client is not None:
+        persisted = client.persist(list(collections))
+        if progress:
+            from distributed import progress as show
+
+            show(*persisted)
+        return tuple(dask.compute(*persisted))
+    if not progress:
+        return tuple(dask.compute(*collections))
+    from dask.diagnostics import ProgressBar
+
+    with ProgressBar():
+        return tuple(dask.compute(*collections))

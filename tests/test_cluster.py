@@ -192,3 +192,21 @@ def test_cli_demo_on_a_local_cluster(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "cluster: local" in text and "vs truth" in text
     assert int(store.open(str(out / "scmap.zarr")).BSC.max()) > 0
+
+
+def test_compute_shows_progress_locally_and_on_a_cluster(pipeline, capsys):
+    comp, ref = pipeline
+    (out,) = cluster.compute(comp)
+    _equal(out, ref)
+    assert "100% Completed" in capsys.readouterr().out  # dask's local ProgressBar
+    client = cluster.connect("local", workers=1, threads_per_worker=2)
+    try:
+        small, vpc = cluster.compute(comp, comp.VPC)
+        _equal(small, ref)
+        np.testing.assert_array_equal(vpc.values, ref.VPC.values)
+        assert "100% Completed" in capsys.readouterr().out  # distributed's bar
+        (quiet,) = cluster.compute(comp.BSC, progress=False)
+        assert "Completed" not in capsys.readouterr().out
+    finally:
+        cluster.close(client)
+    np.testing.assert_array_equal(quiet.values, ref.BSC.values)
