@@ -510,7 +510,13 @@ def write(
         for n, p in zip(names, positions, strict=True):
             index = [slice(None)] * out[n].ndim
             index[p], index[p + 1] = r.ys, r.xs
-            arrays.append(out[n].data[tuple(index)])
+            part = out[n].data[tuple(index)]
+            # One piece per variable, by key and unoptimised: passing the arrays themselves
+            # would optimise each variable's graph alone, fusing a task the variables share
+            # (e.g. a composite block producing all products) into each, computing it once
+            # per variable.
+            (piece,) = part.rechunk(part.shape).to_delayed(optimize_graph=False).ravel()
+            arrays.append(piece)
         tasks.append(dask.delayed(_write_region, pure=False)(target, r, names, positions,
                                                              *arrays))
     _run(tasks, progress)

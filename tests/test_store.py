@@ -130,6 +130,39 @@ def _failing(after: int):
     return ds
 
 
+def _shared_block(counter: list, shape: tuple[int, int]) -> dict[str, np.ndarray]:
+    counter.append(1)
+    return {"a": np.ones(shape, np.float32), "b": np.full(shape, 2, np.uint16)}
+
+
+def test_a_task_shared_by_variables_is_computed_once_per_region(tmp_path):
+    """Like an SCMaP block: one task makes every variable of its block."""
+    import threading
+
+    calls: list = []
+    lock = threading.Lock()
+
+    def block(shape):
+        with lock:
+            return _shared_block(calls, shape)
+
+    rows = []
+    for _ in range(2):
+        row = {"a": [], "b": []}
+        for _ in range(2):
+            task = dask.delayed(block, pure=False)((8, 8))
+            row["a"].append(dask.array.from_delayed(task["a"], (8, 8), np.float32))
+            row["b"].append(dask.array.from_delayed(task["b"], (8, 8), np.uint16))
+        rows.append(row)
+    data = {v: dask.array.block([[c for c in row[v]] for row in rows]) for v in ("a", "b")}
+    ds = xr.Dataset({v: (("y", "x"), d) for v, d in data.items()},
+                    coords={"y": np.arange(16.0), "x": np.arange(16.0)})
+    info = store.write(ds, str(tmp_path / "shared.zarr"), chunks=8)
+    assert info.regions == 4 and len(calls) == 4  # not 8: once per block, not per variable
+    out = store.open(str(tmp_path / "shared.zarr"))
+    assert float(out.a.sum()) == 256 and int(out.b.sum()) == 512
+
+
 def test_resume_computes_only_what_is_missing(where):
     base, options = where
     url, ref_url = f"{base}/p.zarr", f"{base}/ref.zarr"
