@@ -23,6 +23,10 @@ import numpy as np
 import pystac
 from odc.geo.geobox import GeoBox
 from odc.geo.geom import Geometry
+from odc.loader import resolve_fuser, resolve_load_cfg, resolve_src_nodata
+from odc.loader._fuser import fuser_for_nodata  # odc-loader's default nodata fuser
+from odc.loader._reader import resolve_dst_fill_value
+from odc.stac import parse_items
 
 from . import _kernels, _signing
 
@@ -89,10 +93,6 @@ class ReadPlan:
         step whose footprint touches the window is read (full resolution, the band's
         resampling), shifted by its own DN offset and fused first-valid-wins.
         """
-        from odc.loader import resolve_fuser, resolve_src_nodata
-        from odc.loader._fuser import fuser_for_nodata
-        from odc.loader._reader import resolve_dst_fill_value
-
         cfg = self.cfg[band]
         gbox = self.geobox[rows[0]:rows[1], cols[0]:cols[1]]
         dtype = np.dtype(cfg.dtype)
@@ -124,9 +124,6 @@ def make_plan(
     ``items`` carry exactly the ``bands`` as assets (``cube._normalise``); ``offsets`` is
     ``(len(items), len(bands))``.
     """
-    from odc.loader import resolve_load_cfg
-    from odc.stac import parse_items
-
     parsed = list(parse_items(list(items), md_plugin=driver.md_parser))
     wanted = parsed[0].collection.resolve_bands(list(bands))
     cfg = resolve_load_cfg(wanted, dict(resampling), use_overviews=False, fail_on_error=True)
