@@ -134,12 +134,10 @@ def make_plan(
     # nominal time and id within a day (the fuse order).
     ((mid_lon, _),) = geobox.extent.centroid.to_crs("epsg:4326").points
 
-    def day(i: int) -> Any:
-        return parsed[i].solar_date_at(mid_lon).date()
-
+    days = [p.solar_date_at(mid_lon).date() for p in parsed]
     order = sorted(range(len(parsed)),
-                   key=lambda i: (day(i), parsed[i].nominal_datetime, parsed[i].id))
-    groups = tuple(tuple(g) for _, g in itertools.groupby(order, key=day))
+                   key=lambda i: (days[i], parsed[i].nominal_datetime, parsed[i].id))
+    groups = tuple(tuple(g) for _, g in itertools.groupby(order, key=days.__getitem__))
     times = tuple(parsed[g[0]].nominal_datetime.replace(tzinfo=None) for g in groups)
     digest = hashlib.sha256()
     for part in (

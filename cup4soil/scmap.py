@@ -312,7 +312,21 @@ class _FlatGraph:
         return arr[t0 - ot:t1 - ot, y0 - oy:y1 - oy, x0 - ox:x1 - ox]
 
 
-class _Source:
+class _SliceSource:
+    """What a block task reads through: ``batches`` of consecutive time slices (in
+    subclasses), and single slices on top of them."""
+
+    def batches(self, names: Sequence[str], *, start: int = 0, stop: int | None = None,
+                size: int | None = None) -> Any:
+        raise NotImplementedError
+
+    def read(self, t: int, names: Sequence[str]) -> dict[str, np.ndarray]:
+        """One time slice of the named arrays."""
+        _, batch = next(self.batches(names, start=t, stop=t + 1))
+        return {n: v[0] for n, v in batch.items()}
+
+
+class _Source(_SliceSource):
     """The lazy arrays of one spatial block, hidden from Dask's dependency tracking so that
     the task reads its time slices itself, one at a time, when it needs them."""
 
@@ -329,11 +343,6 @@ class _Source:
     @property
     def names(self) -> tuple[str, ...]:
         return tuple(self.arrays)
-
-    def read(self, t: int, names: Sequence[str]) -> dict[str, np.ndarray]:
-        """One time slice of the named arrays."""
-        _, batch = next(self.batches(names, start=t, stop=t + 1))
-        return {n: v[0] for n, v in batch.items()}
 
     def __dask_tokenize__(self) -> tuple[Any, ...]:
         # Cheap and deterministic: the arrays' names identify their graphs.
@@ -363,7 +372,7 @@ class _Source:
 
 
 @dataclass(frozen=True)
-class _PlanSource:
+class _PlanSource(_SliceSource):
     """A block's window read straight from the cube's read plan (:mod:`cup4soil._read`):
     the task holds no cube graph, and building all blocks costs nothing per scene.
 
@@ -396,10 +405,6 @@ class _PlanSource:
             h * w * np.dtype(self.plan.cfg[self._band(n)].dtype).itemsize for n in names)
         return max(1, int(self.batch_bytes // max(per_slice, 1)))
 
-    def read(self, t: int, names: Sequence[str]) -> dict[str, np.ndarray]:
-        _, batch = next(self.batches(names, start=t, stop=t + 1))
-        return {n: v[0] for n, v in batch.items()}
-
     def batches(
         self, names: Sequence[str], *, start: int = 0, stop: int | None = None,
         size: int | None = None,
@@ -422,8 +427,8 @@ class _PlanSource:
 
 
 def _composite_block(
-    source: _Source | _PlanSource,
-    core: _Source | _PlanSource,
+    source: _SliceSource,
+    core: _SliceSource,
     halo: tuple[int, int, int, int],
     threshold: Any,
     worldcover: np.ndarray | None,
@@ -433,6 +438,7 @@ def _composite_block(
 ) -> dict[str, np.ndarray]:
     """All products of one spatial block (pure NumPy inside; reads through the sources)."""
     if plan is not None:  # read-plan sources: attach the plan this task received
+        assert isinstance(source, _PlanSource) and isinstance(core, _PlanSource)
         source, core = source.bind(plan), core.bind(plan)
     top, bottom, left, right = halo
     n_t = len(sza)
@@ -769,15 +775,16 @@ class _Planned:
 
 def _planned(cube: xr.Dataset, params: _Params) -> _Planned | None:
     """The cube's read plan if all its SCL and band arrays are exactly a plan's output."""
-    found = {n: _read.plan_of(a) for n, a in _arrays(cube, params).items()}
-    if any(f is None for f in found.values()):
-        return None
-    plans = {id(f[0]): f[0] for f in found.values() if f is not None}
+    found = {}
+    for name, arr in _arrays(cube, params).items():
+        if (hit := _read.plan_of(arr)) is None:
+            return None
+        found[name] = hit
+    plans = {id(plan) for plan, _ in found.values()}
     if len(plans) != 1:
         return None
-    (plan,) = plans.values()
-    return _Planned(_read.as_key(plan),
-                    tuple((n, f[1]) for n, f in found.items() if f is not None))
+    plan = next(iter(found.values()))[0]
+    return _Planned(_read.as_key(plan), tuple((n, band) for n, (_, band) in found.items()))
 
 
 def _composite_one(
@@ -805,17 +812,18 @@ def _composite_one(
     if flat is None and planned is None:
         flat = {n: _FlatGraph.of(a) for n, a in arrays.items()}
     t1 = t0 + n_t
+    plan_band = dict(planned.bands) if planned is not None else {}
     blocks: dict[str, list[list[Any]]] = {p: [] for p in params.products}
     for y0, y1 in _splits(ny, by_):
         rows: dict[str, list[Any]] = {p: [] for p in params.products}
         for x0, x1 in _splits(nx, bx_):
             ya, yb, xa, xb = max(0, y0 - r), min(ny, y1 + r), max(0, x0 - r), min(nx, x1 + r)
             halo = (y0 - ya, yb - y1, x0 - xa, xb - x1)
-            source: _Source | _PlanSource
+            source: _SliceSource
+            core: _SliceSource
             if planned is not None:
-                bands = dict(planned.bands)
-                source = _PlanSource(((SCL, bands[SCL]),), (ya, yb), (xa, xb), t0, t1)
-                core = _PlanSource(tuple((n, bands[n]) for n in names if n != SCL),
+                source = _PlanSource(((SCL, plan_band[SCL]),), (ya, yb), (xa, xb), t0, t1)
+                core = _PlanSource(tuple((n, plan_band[n]) for n in names if n != SCL),
                                    (y0, y1), (x0, x1), t0, t1)
             else:
                 # Each block's arrays carry only their own part of the cube's graph.
