@@ -25,7 +25,7 @@ import numpy as np
 from quantile_forest import RandomForestQuantileRegressor
 from sklearn.ensemble import RandomForestRegressor
 
-from cup4soil import _forest
+from cup4soil.models import forest as _forest
 
 QUANTILES = [0.05, 0.5, 0.95]
 

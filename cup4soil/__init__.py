@@ -1,19 +1,34 @@
 """cup4soil: European soil-health maps from public Earth-observation archives.
 
-The chain: :func:`search` STAC catalogs -> :func:`load_s2` a lazy, harmonised
-Sentinel-2 cube -> :mod:`cup4soil.masks` SCMaP validity -> :mod:`cup4soil.scmap`
-bare-soil composites -> :mod:`cup4soil.models` soil property maps with 90 % intervals ->
-products written with :mod:`cup4soil.store`.
-:mod:`cup4soil.sample` makes an offline sample archive.
+The chain, one sub-package per stage (see ``docs/architecture.md``):
+:mod:`cup4soil.sources` (:func:`search`) -> :mod:`cup4soil.cube` (:func:`load_s2`) ->
+:mod:`cup4soil.scmap` (validity masks, bare-soil composites) -> :mod:`cup4soil.models`
+(soil property maps with 90 % intervals) -> :mod:`cup4soil.products` (Zarr, STAC, COGs,
+quicklooks); :mod:`cup4soil.runtime` connects clusters; :mod:`cup4soil.sample` makes an
+offline sample archive.
+
+The stage namespaces of earlier releases keep working: ``cup4soil.masks``,
+``cup4soil.store``, ``cup4soil.quicklook`` and ``cup4soil.cluster`` are the modules
+``scmap.masks``, ``products.store``, ``products.quicklook`` and ``runtime.cluster``, also
+importable under their old dotted names.
 """
 
 from __future__ import annotations
 
+import sys
 from importlib.metadata import PackageNotFoundError, version
 
-from . import cluster, errors, masks, models, quicklook, sample, scmap, store
-from .catalog import search
+from . import cube, errors, models, products, runtime, sample, scmap, sources
 from .cube import load_s2
+from .products import quicklook, store
+from .runtime import cluster
+from .scmap import masks
+from .sources import search
+
+# ``import cup4soil.store`` (and the others) as before the layout by stage.
+for _name, _module in {"cluster": cluster, "masks": masks, "quicklook": quicklook,
+                       "store": store}.items():
+    sys.modules[f"{__name__}.{_name}"] = _module
 
 try:
     __version__ = version("cup4soil")
@@ -21,6 +36,6 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0"
 
 __all__ = [
-    "__version__", "cluster", "errors", "load_s2", "masks", "models", "quicklook", "sample",
-    "scmap", "search", "store",
+    "__version__", "cluster", "cube", "errors", "load_s2", "masks", "models", "products",
+    "quicklook", "runtime", "sample", "scmap", "search", "sources", "store",
 ]

@@ -11,8 +11,8 @@ import vcr
 import yaml
 
 import cup4soil
-from cup4soil import _s2meta
 from cup4soil.errors import AOIError, CatalogError, NoItemsError, ParameterError, TimeRangeError
+from cup4soil.sources import sentinel2 as _s2meta
 
 PC_SEARCH = "https://planetarycomputer.microsoft.com/api/stac/v1"
 FAKE_SAS = "st=2026-11-26T00%3A00%3A00Z&se=2099-01-01T00%3A00%3A00Z&sp=rl&sig=SECRETSIGNATURE"

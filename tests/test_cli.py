@@ -129,7 +129,7 @@ def test_storage_options_resume_and_info(s3_bucket, capsys, tmp_path):
     sys.path.insert(0, str(Path(__file__).parent))
     from _store_writer import product
 
-    from cup4soil.cli import _storage_options
+    from cup4soil.cli.main import _storage_options
 
     assert _storage_options(["endpoint_url=http://x", "client_kwargs.region_name=eu",
                              "anon=false", "n=3"]) == {

@@ -12,7 +12,8 @@ import pytest
 import rasterio
 
 import cup4soil
-from cup4soil import _kernels, masks
+from cup4soil import masks
+from cup4soil.cube import kernels as cube_kernels
 from cup4soil.errors import (
     AssetReadError,
     BandError,
@@ -49,7 +50,7 @@ def test_building_the_cube_reads_nothing(items, monkeypatch, engine):
 
 def test_cube_layout(items, sample):
     cube = cup4soil.load_s2(items)
-    assert list(cube.data_vars) == [*cup4soil._s2meta.REFLECTANCE_BANDS, "SCL"]
+    assert list(cube.data_vars) == [*cup4soil.sources.sentinel2.REFLECTANCE_BANDS, "SCL"]
     assert cube.B02.dims == ("time", "y", "x") and cube.B02.dtype == np.uint16
     assert cube.SCL.dtype == np.uint8 and cube.B02.attrs["nodata"] == 0
     assert cube.odc.geobox.crs == "EPSG:32633"  # UTM zone of the AOI
@@ -134,8 +135,8 @@ def test_duplicate_delivery_harmonises_to_the_same_values(sample):
 
 def test_shift_dn_keeps_nodata_and_clips():
     dn = np.array([0, 1, 999, 1000, 1001, 65535], np.uint16)
-    np.testing.assert_array_equal(_kernels.shift_dn(dn, -1000), [0, 1, 1, 1, 1, 64535])
-    assert _kernels.shift_dn(dn, 0) is dn
+    np.testing.assert_array_equal(cube_kernels.shift_dn(dn, -1000), [0, 1, 1, 1, 1, 64535])
+    assert cube_kernels.shift_dn(dn, 0) is dn
 
 
 def _item(path_json: Path) -> pystac.Item:
@@ -168,7 +169,7 @@ def test_mixed_crs_without_target(shared_data):
                        .read_text())["features"]
     mixed = [pystac.Item.from_dict(f) for f in feats if f["properties"]["proj:epsg"]
              in (32659, 32660)][:4]
-    assert len({cup4soil.cube._item_epsg(it) for it in mixed}) == 2
+    assert len({cup4soil.cube.load._item_epsg(it) for it in mixed}) == 2
     with pytest.raises(CRSError, match=r"several CRSs.*Pass crs="):
         cup4soil.load_s2(mixed)
     # With a target CRS the plan is made (nothing is read: these are remote assets).
@@ -222,10 +223,10 @@ def test_odc_engine_equals_odc_stac_load(items, sample):
     old = [it for it in items if it.properties["s2:processing_baseline"] < "04"]
     bands = ["B02", "B11", "SCL"]
     cube = cup4soil.load_s2(old, bands=bands, chunks={"x": 24, "y": 24})
-    norm = [cup4soil.cube._normalise(it, bands) for it in old]
+    norm = [cup4soil.cube.load._normalise(it, bands) for it in old]
     ref = odc.stac.load(norm, bands=bands, geobox=cube.odc.geobox, groupby="solar_day",
                         chunks={"x": 24, "y": 24}, use_overviews=False,
-                        resampling=cup4soil.cube._resampling(bands, 20.0))
+                        resampling=cup4soil.cube.load._resampling(bands, 20.0))
     np.testing.assert_array_equal(cube.time.values, ref.time.values)
     cube, ref = cube.compute(), ref.compute()
     for band in bands:

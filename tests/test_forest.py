@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from quantile_forest import RandomForestQuantileRegressor
 from sklearn.ensemble import RandomForestRegressor
 
-from cup4soil import _forest
+from cup4soil.models import forest as _forest
 
 
 def _data(seed: int, n: int, f: int):

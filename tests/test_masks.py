@@ -12,8 +12,10 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 import cup4soil
-from cup4soil import _kernels, masks
+from cup4soil import masks
+from cup4soil.cube import kernels as cube_kernels
 from cup4soil.errors import BandError, ParameterError
+from cup4soil.scmap import kernels as _kernels
 
 SCL_VALUES = st.integers(min_value=0, max_value=11)
 
@@ -71,7 +73,7 @@ def test_dilation_is_exact_across_chunk_borders(scl, cy, cx, radius):
 def test_shift_dn_property():
     rng = np.random.default_rng(0)
     dn = rng.integers(0, 3000, (50, 50)).astype(np.uint16)
-    out = _kernels.shift_dn(dn, -1000)
+    out = cube_kernels.shift_dn(dn, -1000)
     expected = np.where(dn == 0, 0, np.maximum(dn.astype(int) - 1000, 1))
     np.testing.assert_array_equal(out, expected)
     assert out.dtype == np.uint16

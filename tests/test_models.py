@@ -142,7 +142,7 @@ def test_predict_is_lazy_and_chunk_invariant(zinc_model, meuse_grid):
         np.testing.assert_array_equal(a[v].values, b[v].values)
         np.testing.assert_array_equal(a[v].values, c[v].values)
     # the model is one key of the graph, not copied into every task
-    from cup4soil._forest import CompiledForest
+    from cup4soil.models.forest import CompiledForest
 
     holders = [k for k, v in dict(lazy.__dask_graph__()).items()
                if isinstance(getattr(v, "value", None), CompiledForest)]

@@ -4,8 +4,8 @@ import json
 import pytest
 import shapely.geometry
 
-from cup4soil._parse import parse_aoi, parse_time
 from cup4soil.errors import AOIError, TimeRangeError
+from cup4soil.sources.aoi import parse_aoi, parse_time
 
 UTC = dt.UTC
 

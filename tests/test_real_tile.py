@@ -11,7 +11,8 @@ from odc.geo.geobox import GeoBox
 from rasterio.enums import Resampling
 
 import cup4soil
-from cup4soil import _s2meta, masks
+from cup4soil import masks
+from cup4soil.sources import sentinel2 as _s2meta
 
 TILE = "s2_l2a/rio-tiler-pds_S2A_29RKH_20200219_0_L2A"
 

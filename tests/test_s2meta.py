@@ -10,8 +10,8 @@ from pathlib import Path
 import pystac
 import pytest
 
-from cup4soil import _s2meta
 from cup4soil.errors import BandError
+from cup4soil.sources import sentinel2 as _s2meta
 
 
 def _features(path: Path) -> list[dict]:

@@ -13,8 +13,9 @@ from rasterio.enums import Resampling
 from scipy.ndimage import binary_erosion
 
 import cup4soil
-from cup4soil import _s2meta, scmap
+from cup4soil import scmap
 from cup4soil.errors import BandError, ParameterError
+from cup4soil.sources import sentinel2 as _s2meta
 
 THRESHOLD = "scmap/th_S2_s2cr_buffered_cog.tif"
 
@@ -220,12 +221,12 @@ def test_dlr_threshold_is_fetched_once_into_the_cache(shared_data, serve_dir, tm
     base = serve_dir(shared_data / "scmap")
     monkeypatch.delenv(scmap.THRESHOLD_ENV, raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    monkeypatch.setattr(scmap, "DLR_THRESHOLD_URL", f"{base}/th_S2_s2cr_buffered_cog.tif")
+    monkeypatch.setattr(scmap.api, "DLR_THRESHOLD_URL", f"{base}/th_S2_s2cr_buffered_cog.tif")
     gbox = GeoBox.from_bbox((14.3, 52.55, 14.4, 52.65), "EPSG:4326", resolution=0.05)
     first = scmap.threshold_on(gbox)
     cached = tmp_path / "cup4soil" / "th_S2_s2cr_buffered_cog.tif"
     assert cached.is_file()
-    monkeypatch.setattr(scmap, "DLR_THRESHOLD_URL", "http://127.0.0.1:9/unreachable.tif")
+    monkeypatch.setattr(scmap.api, "DLR_THRESHOLD_URL", "http://127.0.0.1:9/unreachable.tif")
     np.testing.assert_array_equal(scmap.threshold_on(gbox).values, first.values)  # no refetch
     cached.unlink()
     with pytest.raises(scmap.ThresholdError, match="set CUP4SOIL_DLR_THRESHOLD"):
@@ -281,9 +282,9 @@ def lazy_cube(sample):
 
 
 def test_read_plan_path_equals_graph_path(lazy_cube, cube, dlr_threshold):
-    params = scmap._Params(3.0, 4.0, 3, 70.0, 5, scmap.PRODUCTS)
-    assert scmap._planned(lazy_cube, params) is not None
-    assert scmap._planned(cube, params) is None  # persisted: read from memory
+    params = scmap.api._Params(3.0, 4.0, 3, 70.0, 5, scmap.PRODUCTS)
+    assert scmap.api._planned(lazy_cube, params) is not None
+    assert scmap.api._planned(cube, params) is None  # persisted: read from memory
     for by in (None, "year"):
         a = scmap.composite(lazy_cube, dlr_threshold, by=by, chunks={"y": 24, "x": 40})
         b = scmap.composite(cube, dlr_threshold, by=by, chunks={"y": 24, "x": 40})

@@ -10,8 +10,9 @@ from hypothesis import strategies as st
 from odc.geo.geobox import GeoBox
 from odc.geo.xr import xr_coords
 
-from cup4soil import _kernels, scmap
-from cup4soil._s2meta import REFLECTANCE_BANDS
+from cup4soil import scmap
+from cup4soil.scmap import kernels as _kernels
+from cup4soil.sources.sentinel2 import REFLECTANCE_BANDS
 
 INVALID = (0, 1, 2, 3, 7, 8, 9, 10, 11)
 CLOUD = (3, 8, 9, 10)

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 import cup4soil
-from cup4soil import _signing
 from cup4soil.errors import AssetReadError
+from cup4soil.sources import signing as _signing
 
 BLOB = "https://sentinel2l2a01.blob.core.windows.net/sentinel2-l2/33/U/VU/B04.tif"
 

@@ -19,22 +19,6 @@ INVALID_SCL: tuple[int, ...] = (0, 1, 2, 3, 7, 8, 9, 10, 11)
 CLOUD_SCL: tuple[int, ...] = (3, 8, 9, 10)
 
 
-def shift_dn(dn: np.ndarray, offset: int) -> np.ndarray:
-    """Apply a DN offset, keeping 0 as nodata and clipping valid values to [1, 65535].
-
-    Parameters
-    ----------
-    dn
-        Unsigned integer digital numbers, 0 = nodata.
-    offset
-        DN shift (``-1000`` brings processing baseline >= 04.00 onto the old scale).
-    """
-    if offset == 0:
-        return dn
-    shifted = np.clip(dn.astype(np.int32) + int(offset), 1, np.iinfo(np.uint16).max)
-    return np.where(dn == 0, 0, shifted).astype(dn.dtype)
-
-
 def scl_in(scl: np.ndarray, classes: Iterable[int]) -> np.ndarray:
     """Boolean array: SCL value is one of ``classes`` (a 256-entry lookup, fast for uint8)."""
     lut = np.zeros(256, dtype=bool)

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import Cup4SoilError
+from ..errors import Cup4SoilError
 
 
 def _cluster_arg(p: argparse.ArgumentParser) -> None:
@@ -33,7 +33,7 @@ class _Cluster:
 
     def __enter__(self) -> _Cluster:
         if self.target:
-            from . import cluster
+            from .. import cluster
 
             self.client = cluster.connect(self.target)
             print(f"cluster: {self.target} ({len(self.client.scheduler_info()['workers'])} "
@@ -42,7 +42,7 @@ class _Cluster:
 
     def __exit__(self, *exc: object) -> None:
         if self.client is not None:
-            from . import cluster
+            from .. import cluster
 
             cluster.close(self.client)
 
@@ -57,7 +57,7 @@ def _storage_args(p: argparse.ArgumentParser) -> None:
 
 def _storage_options(pairs: Sequence[str]) -> dict[str, Any]:
     """``KEY=VALUE`` pairs as a (nested, for dotted keys) dict; JSON values are decoded."""
-    from .errors import ParameterError
+    from ..errors import ParameterError
 
     out: dict[str, Any] = {}
     for pair in pairs:
@@ -77,7 +77,7 @@ def _storage_options(pairs: Sequence[str]) -> dict[str, Any]:
 
 
 def _mode(args: argparse.Namespace) -> str:
-    from .errors import ParameterError
+    from ..errors import ParameterError
 
     if args.resume and args.overwrite:
         raise ParameterError("--resume and --overwrite exclude each other.")
@@ -182,8 +182,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _cmd_search(args: argparse.Namespace) -> int:
-    from . import _s2meta
-    from .catalog import search
+    from .. import search
+    from ..sources import sentinel2 as _s2meta
 
     items = search(
         args.aoi, args.time, catalog=args.catalog, collections=args.collections,
@@ -211,9 +211,7 @@ def _threshold_arg(text: str) -> float | str:
 
 def _cmd_composite(args: argparse.Namespace) -> int:
 
-    from . import scmap, store
-    from .catalog import search
-    from .cube import load_s2
+    from .. import load_s2, scmap, search, store
 
     t0 = time.perf_counter()
     items = search(args.aoi, args.time, catalog=args.catalog,
@@ -238,7 +236,7 @@ def _folds_arg(text: str) -> int | float | str:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from . import models, store
+    from .. import models, store
 
     covariates = store.open(args.covariates) if args.covariates else None
     model = models.train(
@@ -254,7 +252,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _cmd_predict(args: argparse.Namespace) -> int:
 
-    from . import models, store
+    from .. import models, store
 
     t0 = time.perf_counter()
     model = models.load(args.model)
@@ -269,7 +267,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    from . import store
+    from .. import store
 
     i = store.info(args.url, storage_options=_storage_options(args.storage_option))
     if args.json:
@@ -299,10 +297,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from . import masks, models, quicklook, scmap, store
-    from .catalog import search
-    from .cube import load_s2
-    from .sample import make_catalog
+    from .. import load_s2, masks, models, quicklook, scmap, search, store
+    from ..sample import make_catalog
 
     out = Path(args.out).expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,7 @@ from typing import Any
 
 import pystac
 
-from .errors import BandError
+from ..errors import BandError
 
 #: Canonical reflectance bands of cup4soil, in wavelength order.
 REFLECTANCE_BANDS: tuple[str, ...] = (

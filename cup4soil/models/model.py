@@ -36,8 +36,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from . import _forest
-from .errors import CovariateError, ModelError, ParameterError, SampleError
+from ..errors import CovariateError, ModelError, ParameterError, SampleError
+from . import forest as _forest
 
 __all__ = [
     "PROPERTIES", "SoilModel", "cv_metrics", "load", "sample_covariates", "to_conventional",

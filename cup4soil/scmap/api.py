@@ -36,9 +36,10 @@ import numpy as np
 import xarray as xr
 from odc.geo.geobox import GeoBox
 
-from . import _kernels, _read
-from ._s2meta import REFLECTANCE_BANDS, SCL
-from .errors import BandError, Cup4SoilError, ParameterError
+from ..cube import readplan as _read
+from ..errors import BandError, Cup4SoilError, ParameterError
+from ..sources.sentinel2 import REFLECTANCE_BANDS, SCL
+from . import kernels as _kernels
 from .masks import cloud_buffer_pixels
 
 __all__ = [
@@ -287,8 +288,8 @@ class _FlatGraph:
                t1: int | None = None) -> Any:
         """The pixels [t0:t1, y0:y1, x0:x1] as a dask array whose graph holds only the
         chunks they touch (and what those depend on)."""
-        from dask._task_spec import Alias
         from dask.optimization import cull
+        from dask.task_spec import Alias
 
         t1 = int(self.t_edges[-1]) if t1 is None else t1
         it0 = int(np.searchsorted(self.t_edges, t0, side="right")) - 1

@@ -14,7 +14,7 @@ import shapely
 import shapely.geometry
 from shapely.geometry.base import BaseGeometry
 
-from .errors import AOIError, TimeRangeError
+from ..errors import AOIError, TimeRangeError
 
 #: Built-in areas of interest, lon/lat (EPSG:4326) bounding boxes.
 NAMED_AOIS: dict[str, tuple[float, float, float, float]] = {

@@ -25,11 +25,11 @@ import pystac
 from odc.geo.geobox import GeoBox
 from odc.geo.geom import Geometry
 from odc.loader import resolve_fuser, resolve_load_cfg, resolve_src_nodata
-from odc.loader._fuser import fuser_for_nodata  # odc-loader's default nodata fuser
-from odc.loader._reader import resolve_dst_fill_value
 from odc.stac import parse_items
 
-from . import _kernels, _signing
+from .._compat import fuser_for_nodata, resolve_dst_fill_value
+from ..sources import signing as _signing
+from . import kernels as _kernels
 
 __all__ = ["ReadPlan", "as_key", "lazy_band", "make_plan", "plan_of"]
 

@@ -26,15 +26,18 @@ import xarray as xr
 from odc.geo.crs import CRS
 from odc.geo.geobox import GeoBox
 from odc.geo.geom import Geometry
-from odc.loader._rio import RioDriver  # odc-stac's reader; wrapped below for clear errors
+from odc.loader import RioDriver  # odc-stac's reader; wrapped below for clear errors
 from rasterio.errors import NotGeoreferencedWarning
 from shapely.geometry.base import BaseGeometry
 from stackstac.rio_reader import AutoParallelRioReader
 
-from . import _kernels, _read, _s2meta, _signing
-from ._parse import parse_aoi
-from .catalog import AOI_KEY
-from .errors import AssetReadError, CRSError, NoItemsError, ParameterError, RedactingFilter
+from ..errors import AssetReadError, CRSError, NoItemsError, ParameterError, RedactingFilter
+from ..sources import sentinel2 as _s2meta
+from ..sources import signing as _signing
+from ..sources.aoi import parse_aoi
+from ..sources.search import AOI_KEY
+from . import kernels as _kernels
+from . import readplan as _read
 
 __all__ = ["load_s2"]
 

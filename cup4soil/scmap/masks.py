@@ -15,8 +15,9 @@ import dask.array as dsa
 import numpy as np
 import xarray as xr
 
-from . import _kernels, _s2meta
-from .errors import BandError, ParameterError
+from ..errors import BandError, ParameterError
+from ..sources import sentinel2 as _s2meta
+from . import kernels as _kernels
 
 __all__ = ["cloud_buffer_pixels", "valid", "valid_pixel_count"]
 

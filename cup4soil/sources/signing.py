@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
-from .errors import AssetReadError
+from ..errors import AssetReadError
 
 __all__ = ["MARGIN_S", "expiry", "fresh_href", "fresh_source"]
 

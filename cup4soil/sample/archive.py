@@ -32,8 +32,8 @@ import rasterio
 from rasterio.transform import Affine
 from scipy import ndimage
 
-from ._s2meta import REFLECTANCE_BANDS
-from .errors import ParameterError
+from ..errors import ParameterError
+from ..sources.sentinel2 import REFLECTANCE_BANDS
 
 __all__ = ["SampleCatalog", "make_catalog"]
 

@@ -21,9 +21,9 @@ import pystac
 import shapely.geometry
 from shapely.geometry.base import BaseGeometry
 
-from . import _s2meta
-from ._parse import AOILike, TimeLike, format_time_range, parse_aoi, parse_time
-from .errors import AOIError, CatalogError, NoItemsError, ParameterError
+from ..errors import AOIError, CatalogError, NoItemsError, ParameterError
+from . import sentinel2 as _s2meta
+from .aoi import AOILike, TimeLike, format_time_range, parse_aoi, parse_time
 
 __all__ = ["CATALOGS", "CatalogSpec", "search"]
 

@@ -36,7 +36,7 @@ import fsspec
 import numpy as np
 import xarray as xr
 
-from .errors import (
+from ..errors import (
     Cup4SoilError,
     IncompleteProductError,
     ParameterError,
@@ -191,7 +191,7 @@ def _cf(ds: xr.Dataset, dims: tuple[str, str]) -> xr.Dataset:
 
 def _prepare(ds: xr.Dataset, *, dims: tuple[str, str], region: tuple[int, int],
              provenance: Mapping[str, Any] | None) -> xr.Dataset:
-    from . import __version__
+    from .. import __version__
 
     drop = [n for n, c in ds.coords.items() if c.dtype == object and n not in ds.dims]
     out = ds.drop_vars(drop)
