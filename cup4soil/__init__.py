@@ -16,9 +16,9 @@ importable under their old dotted names.
 from __future__ import annotations
 
 import sys
-from importlib.metadata import PackageNotFoundError, version
 
 from . import cube, errors, models, products, runtime, sample, scmap, sources
+from ._version import __version__
 from .cube import load_s2
 from .products import quicklook, store
 from .runtime import cluster
@@ -29,11 +29,6 @@ from .sources import search
 for _name, _module in {"cluster": cluster, "masks": masks, "quicklook": quicklook,
                        "store": store}.items():
     sys.modules[f"{__name__}.{_name}"] = _module
-
-try:
-    __version__ = version("cup4soil")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0.0.0"
 
 __all__ = [
     "__version__", "cluster", "cube", "errors", "load_s2", "masks", "models", "products",

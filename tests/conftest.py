@@ -11,8 +11,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from cup4soil.sample import SampleCatalog, make_catalog
+
+from helpers import free_port
+
+# Hypothesis profiles: "dev" (default, fast) and "ci" (more examples, derandomised, so a CI
+# run is reproducible); chosen by $HYPOTHESIS_PROFILE (.ci/run sets "ci").
+settings.register_profile("dev", max_examples=30, deadline=None)
+settings.register_profile("ci", max_examples=150, deadline=None, derandomize=True,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("CUP4SOIL_SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -62,20 +72,12 @@ def serve_dir() -> Iterator[callable]:
 S3_KEY, S3_SECRET = "AKIACUP4SOILTESTKEY", "cup4soil-test-secret-do-not-log"
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def s3_endpoint() -> Iterator[str]:
     """moto's S3 server on a free loopback port, for the whole session."""
     from moto.server import ThreadedMotoServer
 
-    port = _free_port()
+    port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     yield f"http://127.0.0.1:{port}"
@@ -90,7 +92,7 @@ def s3_bucket(s3_endpoint: str, request: pytest.FixtureRequest) -> tuple[str, di
     import boto3
 
     name = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:50].strip("-")
-    name = f"t-{name}-{_free_port()}"[:63]
+    name = f"t-{name}-{free_port()}"[:63]
     boto3.client("s3", endpoint_url=s3_endpoint, aws_access_key_id=S3_KEY,
                  aws_secret_access_key=S3_SECRET, region_name="us-east-1").create_bucket(
         Bucket=name)

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from product_checksums import product_checksums
 
 REFERENCE = Path(__file__).with_name("data") / "product-checksums.json"

@@ -127,9 +127,9 @@ def test_storage_options_resume_and_info(s3_bucket, capsys, tmp_path):
     from pathlib import Path
 
     sys.path.insert(0, str(Path(__file__).parent))
-    from _store_writer import product
-
     from cup4soil.cli.main import _storage_options
+
+    from _store_writer import product
 
     assert _storage_options(["endpoint_url=http://x", "client_kwargs.region_name=eu",
                              "anon=false", "n=3"]) == {

@@ -18,22 +18,16 @@ import cup4soil
 from cup4soil import cluster, scmap
 from cup4soil.errors import ClusterError, ParameterError
 
+from helpers import free_port
+
 GATEWAY_PASSWORD = "cup4soil-gateway-test"
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory):
     """dask-gateway-server with the unsafe local backend, simple auth, one proxy port."""
     tmp = tmp_path_factory.mktemp("gateway")
-    api, proxy = _free_port(), _free_port()
+    api, proxy = free_port(), free_port()
     bindir = Path(sys.executable).parent
     config = tmp / "config.py"
     config.write_text(f"""
@@ -123,7 +117,7 @@ def test_gateway_refuses_wrong_credentials(gateway):
 
 def test_unreachable_gateway():
     with pytest.raises(ClusterError, match="cannot reach the Dask-Gateway"):
-        cluster.connect(f"http://127.0.0.1:{_free_port()}", workers=1, auth=_basic())
+        cluster.connect(f"http://127.0.0.1:{free_port()}", workers=1, auth=_basic())
 
 
 def test_unknown_cluster_option(gateway):

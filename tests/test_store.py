@@ -24,8 +24,9 @@ from cup4soil import masks, store
 from cup4soil.errors import Cup4SoilError, IncompleteProductError, ParameterError, StoreError
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _store_writer import product
 from conftest import S3_SECRET
+
+from _store_writer import product
 
 WRITER = Path(__file__).parent / "_store_writer.py"
 

@@ -191,7 +191,7 @@ def _cf(ds: xr.Dataset, dims: tuple[str, str]) -> xr.Dataset:
 
 def _prepare(ds: xr.Dataset, *, dims: tuple[str, str], region: tuple[int, int],
              provenance: Mapping[str, Any] | None) -> xr.Dataset:
-    from .. import __version__
+    from .._version import __version__
 
     drop = [n for n, c in ds.coords.items() if c.dtype == object and n not in ds.dims]
     out = ds.drop_vars(drop)

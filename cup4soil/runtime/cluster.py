@@ -110,7 +110,7 @@ def _check_workers(client: Any, required: Sequence[str]) -> dict[str, Any]:
             f"{len(missing)} of {len(found)} workers cannot import {', '.join(mods)} (e.g. "
             f"{worker}); install cup4soil and its dependencies in the workers' environment "
             "(the same image or conda environment as the client).")
-    from .. import __version__
+    from .._version import __version__
 
     theirs = {r.get("cup4soil") for r in found.values()}
     if theirs - {__version__, "?"}:
