@@ -17,11 +17,12 @@ PACKAGE = Path(__file__).resolve().parents[1] / "cup4soil"
 #: Stage -> the stages (and infrastructure) it may import. Anything else is forbidden.
 #: Infrastructure: errors (the exception hierarchy) and _compat (private imports of
 #: dependencies) import no stage.
-INFRA = {"errors", "_compat", "_version"}
+INFRA = {"errors", "_compat", "_version", "_xrutil"}
 ALLOWED: dict[str, set[str]] = {
     "errors": set(),
     "_compat": set(),
     "_version": set(),
+    "_xrutil": set(),
     "runtime": set(),
     "sources": set(),
     "cube": {"sources"},
