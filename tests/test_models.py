@@ -73,11 +73,14 @@ def test_limesoda_bb250_with_the_papers_folds(bb250, target, unit, min_mec):
 
 
 def test_soilgrids_units(soc_bb, bb250):
-    assert (soc_bb.property, soc_bb.units) == ("soc", "dg/kg")
+    assert (soc_bb.property_name, soc_bb.units) == ("soc", "dg/kg")
+    assert soc_bb.property == "soc"  # the name users knew, kept as a read-only alias
+    with pytest.raises(AttributeError):
+        soc_bb.property = "oc"
     # SOC 1 % = 10 g/kg = 100 dg/kg
     np.testing.assert_allclose(soc_bb.cv_predictions.observed, bb250.SOC_target * 100)
     ph = models.train(bb250, "pH_target", unit="pH", features=["pH_ISE", "ERa"], folds=5)
-    assert (ph.property, ph.units) == ("phh2o", "pH*10")
+    assert (ph.property_name, ph.units) == ("phh2o", "pH*10")
     assert ph.cv_predictions.observed.max() == pytest.approx(bb250.pH_target.max() * 10)
     da = xr.DataArray(np.array([[123.0]]), dims=("y", "x"),
                       attrs={"units": "dg/kg", "conversion_factor": 10,
@@ -141,12 +144,14 @@ def test_predict_is_lazy_and_chunk_invariant(zinc_model, meuse_grid):
     for v in a.data_vars:
         np.testing.assert_array_equal(a[v].values, b[v].values)
         np.testing.assert_array_equal(a[v].values, c[v].values)
-    # the model is one key of the graph, not copied into every task
-    from cup4soil.models.forest import CompiledForest
+    # the model is one key of the graph, not copied into every task, and travels without
+    # the estimator (the compiled forest predicts)
+    from cup4soil.models.predictor import Predictor
 
-    holders = [k for k, v in dict(lazy.__dask_graph__()).items()
-               if isinstance(getattr(v, "value", None), CompiledForest)]
-    assert len(holders) == 1
+    held = [v.value for v in dict(lazy.__dask_graph__()).values()
+            if isinstance(getattr(v, "value", None), Predictor)]
+    assert len(held) == 1
+    assert held[0].forest is not None and held[0].estimator is None
 
 
 def test_quantiles_equal_quantile_forest(zinc_model, meuse):
@@ -268,6 +273,19 @@ def test_bad_samples(bb250, kwargs, error, message):
     kw = {"features": ["B02", "B03"], "folds": 5, **kwargs}
     with pytest.raises(error, match=message):
         models.train(t, **kw)
+
+
+def test_unusable_covariates_and_crs(zinc_model, meuse, meuse_grid):
+    grid, _ = meuse_grid
+    cube = grid.assign(dist=grid.dist.expand_dims(year=[2020, 2021], band=["a"]))
+    with pytest.raises(CovariateError, match=r"'dist' has dimensions.*select one slice"):
+        models.sample_covariates(cube, meuse.x, meuse.y, crs=28992, missing="drop")
+    with pytest.raises(CovariateError, match=r"'dist' has dimensions.*select one slice"):
+        zinc_model.predict(cube)
+    with pytest.raises(CovariateError, match="no \\(y, x\\) raster layers"):
+        models.sample_covariates(grid.dist.isel(x=0).to_dataset(), [0], [0], crs=28992)
+    with pytest.raises(SampleError, match="cannot understand CRS 'EPSG:nope'"):
+        models.train(meuse, "log_zinc", features=["dist"], folds=5, crs="EPSG:nope")
 
 
 def test_points_without_crs_on_a_georeferenced_grid(meuse, meuse_grid):
