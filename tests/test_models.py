@@ -154,6 +154,16 @@ def test_predict_is_lazy_and_chunk_invariant(zinc_model, meuse_grid):
     assert held[0].forest is not None and held[0].estimator is None
 
 
+def test_two_predictions_in_one_graph_stay_apart(zinc_model, meuse_grid):
+    # one model, two covariate sets, computed together: their keys must differ
+    grid, _ = meuse_grid
+    near, far = grid.chunk(32), grid.assign(dist=grid.dist + 0.5).chunk(32)
+    a, b = dask.compute(zinc_model.predict(near).log_zinc, zinc_model.predict(far).log_zinc)
+    np.testing.assert_array_equal(a.values, zinc_model.predict(near).log_zinc.values)
+    np.testing.assert_array_equal(b.values, zinc_model.predict(far).log_zinc.values)
+    assert not np.array_equal(a.values, b.values, equal_nan=True)
+
+
 def test_quantiles_equal_quantile_forest(zinc_model, meuse):
     x = meuse[["dist", "ffreq", "soil"]]
     mine = zinc_model.predict_table(x)

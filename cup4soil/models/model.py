@@ -31,6 +31,7 @@ import dask.array as da
 import numpy as np
 import pandas as pd
 import xarray as xr
+from dask.base import tokenize
 from dask.delayed import delayed
 
 from ..errors import CovariateError, ParameterError
@@ -172,7 +173,10 @@ class SoilModel:
         out = da.map_blocks(  # type: ignore[no-untyped-call]  # dask.array has no hints
             predict_block, stack, predictor, dtype=np.float32,
             chunks=((nq,), stack.chunks[1], stack.chunks[2]),
-            name=f"cup4soil-predict-{self.card['training_hash'][:8]}",
+            # map_blocks takes a given name as the whole key: the token keeps two
+            # predictions (other covariates, same model) apart in one graph
+            name=f"cup4soil-predict-{self.card['training_hash'][:8]}-"
+                 f"{tokenize(stack, predictor)}",
             meta=np.empty((0, 0, 0), np.float32),
         )
         coords = {k: v for k, v in first.coords.items() if set(v.dims) <= {"y", "x"}}
