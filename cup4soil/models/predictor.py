@@ -253,15 +253,16 @@ def _on_finite_rows(x: Features, width: int, predict: Callable[[Features], Any]
     return out
 
 
-def _tuned(est: Any, x: FloatArray, y: FloatArray, groups: IntArray | None, tune: Tune,
-           random_state: int) -> Any:
+def _tuned(est: Regressor, x: FloatArray, y: FloatArray, groups: IntArray | None, tune: Tune,
+           random_state: int) -> Regressor:
     """Hyper-parameters chosen by an inner CV on the training rows only."""
     from sklearn.model_selection import GridSearchCV, GroupKFold, KFold
 
     grid = dict(tune) if isinstance(tune, Mapping) else {
         k: v for k, v in TUNE_GRID.items() if k in est.get_params()}
     if not grid:
-        return est.fit(x, y)
+        est.fit(x, y)  # scikit-learn's fit returns the estimator itself
+        return est
     if groups is not None and len(np.unique(groups)) >= 3:
         cv = GroupKFold(n_splits=min(5, len(np.unique(groups))))
     else:
@@ -269,7 +270,8 @@ def _tuned(est: Any, x: FloatArray, y: FloatArray, groups: IntArray | None, tune
         groups = None
     search = GridSearchCV(est, grid, cv=cv, scoring="neg_root_mean_squared_error", refit=True)
     search.fit(x, y, groups=groups)
-    return search.best_estimator_
+    best: Regressor = search.best_estimator_
+    return best
 
 
 def _residual_quantiles(est: Regressor, x: FloatArray, y: FloatArray,
