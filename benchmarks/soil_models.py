@@ -29,7 +29,7 @@ def main() -> None:
                  and not c.startswith(("x_", "y_"))]
         for target, unit in (("SOC_target", "%"), ("pH_target", "pH"), ("Clay_target", "%")):
             m = models.train(t, target, unit=unit, features=feats, folds="fold")
-            rows.append((name, m.property, m.units, m.card["folds"], m.cv))
+            rows.append((name, m.property_name, m.units, m.card["folds"], m.cv))
     meuse = pd.read_csv(DATA / "soil/meuse/meuse.csv")
     meuse["log_zinc"] = np.log(meuse["zinc"])
     with warnings.catch_warnings():
@@ -37,7 +37,7 @@ def main() -> None:
         for target, unit in (("om", "%"), ("log_zinc", "ln(mg/kg)")):
             m = models.train(meuse, target, unit=unit, features=["dist", "elev", "ffreq", "soil"],
                              folds="400 m", crs="EPSG:28992")
-            rows.append(("Meuse", m.property, m.units, m.card["folds"], m.cv))
+            rows.append(("Meuse", m.property_name, m.units, m.card["folds"], m.cv))
     print(f"{'data':<7} {'property':<9} {'units':<10} {'MEC':>6} {'RMSE':>7} {'ME':>7} "
           f"{'CCC':>6} {'PICP90':>7} {'n':>4}  folds")
     for data, prop, units, folds, cv in rows:

@@ -15,6 +15,8 @@ import cup4soil
 from cup4soil import models, scmap
 from cup4soil.errors import CovariateError, ModelError, ParameterError, SampleError
 
+from helpers import raise_if_dask_computes
+
 LIMESODA_NON_FEATURES = {"SOC_target", "pH_target", "Clay_target", "fold"}
 
 
@@ -67,17 +69,32 @@ def test_limesoda_bb250_with_the_papers_folds(bb250, target, unit, min_mec):
     cvp = m.cv_predictions
     assert list(cvp.columns) == ["x", "y", "observed", "predicted", "q05", "q95", "fold"]
     assert (cvp.q05 <= cvp.predicted).all() and (cvp.predicted <= cvp.q95).all()
-    # CV predictions of a fold come from a model that never saw it: refit and compare
-    again = models.cv_metrics(cvp.observed, cvp.predicted, cvp.q05, cvp.q95)
-    assert again["MEC"] == pytest.approx(m.cv["MEC"])
+    # CV predictions of a fold come from a model that never saw it: refit quantile-forest's
+    # QRF (cup4soil's documented defaults) on the other folds only, and compare
+    from quantile_forest import RandomForestQuantileRegressor
+
+    x = bb250[_features(bb250)].to_numpy(np.float64)
+    y = cvp.observed.to_numpy()
+    refit = np.full((len(y), 3), np.nan)
+    for k in np.unique(cvp.fold):
+        test = (cvp.fold == k).to_numpy()
+        qrf = RandomForestQuantileRegressor(n_estimators=100, min_samples_leaf=5, n_jobs=-1,
+                                            max_features=1 / 3, random_state=0)
+        qrf.fit(x[~test], y[~test])
+        refit[test] = qrf.predict(x[test].astype(np.float32), quantiles=[0.05, 0.5, 0.95])
+    np.testing.assert_array_equal(refit, cvp[["q05", "predicted", "q95"]].to_numpy())
+    assert models.cv_metrics(y, refit[:, 1], refit[:, 0], refit[:, 2]) == m.cv
 
 
 def test_soilgrids_units(soc_bb, bb250):
-    assert (soc_bb.property, soc_bb.units) == ("soc", "dg/kg")
+    assert (soc_bb.property_name, soc_bb.units) == ("soc", "dg/kg")
+    assert soc_bb.property == "soc"  # the name users knew, kept as a read-only alias
+    with pytest.raises(AttributeError):
+        soc_bb.property = "oc"
     # SOC 1 % = 10 g/kg = 100 dg/kg
     np.testing.assert_allclose(soc_bb.cv_predictions.observed, bb250.SOC_target * 100)
     ph = models.train(bb250, "pH_target", unit="pH", features=["pH_ISE", "ERa"], folds=5)
-    assert (ph.property, ph.units) == ("phh2o", "pH*10")
+    assert (ph.property_name, ph.units) == ("phh2o", "pH*10")
     assert ph.cv_predictions.observed.max() == pytest.approx(bb250.pH_target.max() * 10)
     da = xr.DataArray(np.array([[123.0]]), dims=("y", "x"),
                       attrs={"units": "dg/kg", "conversion_factor": 10,
@@ -128,11 +145,7 @@ def test_meuse_grid_prediction(zinc_model, meuse_grid):
 
 def test_predict_is_lazy_and_chunk_invariant(zinc_model, meuse_grid):
     grid, _ = meuse_grid
-
-    def boom(*a, **k):
-        raise AssertionError("computed while building the graph")
-
-    with dask.config.set(scheduler=boom):
+    with raise_if_dask_computes():
         lazy = zinc_model.predict(grid.chunk(16))
     assert all(isinstance(v.data, dask.array.Array) for v in lazy.data_vars.values())
     a = lazy.compute()
@@ -141,12 +154,24 @@ def test_predict_is_lazy_and_chunk_invariant(zinc_model, meuse_grid):
     for v in a.data_vars:
         np.testing.assert_array_equal(a[v].values, b[v].values)
         np.testing.assert_array_equal(a[v].values, c[v].values)
-    # the model is one key of the graph, not copied into every task
-    from cup4soil.models.forest import CompiledForest
+    # the model is one key of the graph, not copied into every task, and travels without
+    # the estimator (the compiled forest predicts)
+    from cup4soil.models.predictor import Predictor
 
-    holders = [k for k, v in dict(lazy.__dask_graph__()).items()
-               if isinstance(getattr(v, "value", None), CompiledForest)]
-    assert len(holders) == 1
+    held = [v.value for v in dict(lazy.__dask_graph__()).values()
+            if isinstance(getattr(v, "value", None), Predictor)]
+    assert len(held) == 1
+    assert held[0].forest is not None and held[0].estimator is None
+
+
+def test_two_predictions_in_one_graph_stay_apart(zinc_model, meuse_grid):
+    # one model, two covariate sets, computed together: their keys must differ
+    grid, _ = meuse_grid
+    near, far = grid.chunk(32), grid.assign(dist=grid.dist + 0.5).chunk(32)
+    a, b = dask.compute(zinc_model.predict(near).log_zinc, zinc_model.predict(far).log_zinc)
+    np.testing.assert_array_equal(a.values, zinc_model.predict(near).log_zinc.values)
+    np.testing.assert_array_equal(b.values, zinc_model.predict(far).log_zinc.values)
+    assert not np.array_equal(a.values, b.values, equal_nan=True)
 
 
 def test_quantiles_equal_quantile_forest(zinc_model, meuse):
@@ -270,6 +295,19 @@ def test_bad_samples(bb250, kwargs, error, message):
         models.train(t, **kw)
 
 
+def test_unusable_covariates_and_crs(zinc_model, meuse, meuse_grid):
+    grid, _ = meuse_grid
+    cube = grid.assign(dist=grid.dist.expand_dims(year=[2020, 2021], band=["a"]))
+    with pytest.raises(CovariateError, match=r"'dist' has dimensions.*select one slice"):
+        models.sample_covariates(cube, meuse.x, meuse.y, crs=28992, missing="drop")
+    with pytest.raises(CovariateError, match=r"'dist' has dimensions.*select one slice"):
+        zinc_model.predict(cube)
+    with pytest.raises(CovariateError, match="no \\(y, x\\) raster layers"):
+        models.sample_covariates(grid.dist.isel(x=0).to_dataset(), [0], [0], crs=28992)
+    with pytest.raises(SampleError, match="cannot understand CRS 'EPSG:nope'"):
+        models.train(meuse, "log_zinc", features=["dist"], folds=5, crs="EPSG:nope")
+
+
 def test_points_without_crs_on_a_georeferenced_grid(meuse, meuse_grid):
     grid, _ = meuse_grid
     with pytest.raises(SampleError, match=r"no CRS.*crs='EPSG"):
@@ -322,5 +360,4 @@ def test_src_covariates_recover_hidden_soc(sample, composite):
     held = np.isfinite(soc.soc.values) & (wc.values == 40) & ~sampled
     score = models.cv_metrics(truth[held], soc.soc.values[held], soc.soc_q05.values[held],
                               soc.soc_q95.values[held])
-    print("held-out pixels", score)
-    assert score["n"] > 500 and score["MEC"] > 0.6 and score["PICP90"] > 0.7
+    assert score["n"] > 500 and score["MEC"] > 0.6 and score["PICP90"] > 0.7, score

@@ -22,11 +22,13 @@ several times faster, because
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numba
 import numpy as np
+import numpy.typing as npt
 
 __all__ = ["CompiledForest", "compile_forest", "predict_mean", "predict_quantiles"]
 
@@ -88,7 +90,7 @@ class CompiledForest:
         }
 
     @classmethod
-    def from_arrays(cls, arrays: Any) -> CompiledForest:
+    def from_arrays(cls, arrays: Mapping[str, npt.ArrayLike]) -> CompiledForest:
         """Inverse of :meth:`to_arrays` (accepts an ``NpzFile``)."""
         meta = np.asarray(arrays["meta"])
         return cls(
@@ -131,7 +133,8 @@ def compile_forest(estimator: Any) -> CompiledForest:
     trees = [e.tree_ for e in estimator.estimators_]
     if any(t.n_outputs != 1 for t in trees):
         raise ValueError("only single-output forests can be compiled")
-    forest_ = getattr(estimator, "forest_", None)
+    # quantile-forest keeps the training values per leaf in ``forest_``
+    forest_: Any = getattr(estimator, "forest_", None)
     quantile = forest_ is not None
     if quantile and getattr(estimator, "max_samples_leaf", 1) != 1:
         raise ValueError("quantile forests are compiled with max_samples_leaf=1 only")
@@ -338,7 +341,8 @@ def _leaf_mean(table: np.ndarray, idx: np.ndarray, out: np.ndarray) -> None:
 _BATCH = 4096  # rows per kernel call: X (80 KiB at 20 features) and ranks stay in L2
 
 
-def _batches(x: np.ndarray, forest: CompiledForest):
+def _batches(x: npt.ArrayLike, forest: CompiledForest
+             ) -> Iterator[tuple[npt.NDArray[np.intp], npt.NDArray[np.float32]]]:
     """Valid rows in float32 batches padded to a multiple of 16; yields (rows, batch)."""
     x = np.asarray(x)
     if x.ndim != 2 or x.shape[1] != forest.n_features:

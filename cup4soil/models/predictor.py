@@ -1,0 +1,290 @@
+"""One predictor for the cross-validation folds and the final model: fit, quantiles per row,
+quantiles per pixel block.
+
+A quantile regression forest (``method="qrf"``) predicts quantiles itself; any other
+regressor predicts a value, and its interval comes from the quantiles of residuals of an
+inner cross-validation on its training rows (split-conformal style). Fitted forests are
+compiled (:mod:`cup4soil.models.forest`) so maps are predicted without the estimator.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, TypeAlias
+
+import numpy as np
+import numpy.typing as npt
+
+from ..errors import ModelError, ParameterError
+from . import forest as forest_kernels
+from ._typing import Features, FloatArray, IntArray, Regressor
+from .forest import CompiledForest
+
+__all__ = ["FOREST_DEFAULTS", "TUNE_GRID", "Method", "Predictor", "Tune", "check_quantiles",
+           "interval", "predict_block", "quantile_name", "resolve_method"]
+
+log = logging.getLogger(__name__)
+
+#: cup4soil's forest defaults: 100 trees, ranger's regression leaf size, mtry = 1/3.
+FOREST_DEFAULTS: dict[str, Any] = {"n_estimators": 100, "min_samples_leaf": 5,
+                                   "max_features": 1 / 3}
+#: The grid searched by ``tune=True`` (the parameters the estimator has).
+TUNE_GRID: dict[str, list[Any]] = {"max_features": [1 / 3, 0.6, 1.0],
+                                   "min_samples_leaf": [1, 5, 10]}
+#: ``tune=``: no tuning, the default grid, or a grid of one's own.
+Tune: TypeAlias = bool | Mapping[str, Sequence[Any]]
+
+
+# --- quantiles -----------------------------------------------------------------------------
+
+def check_quantiles(quantiles: Sequence[float]) -> tuple[float, ...]:
+    """The quantiles as floats.
+
+    Raises
+    ------
+    ParameterError
+        Fewer than three, no 0.5, or one outside (0, 1).
+    """
+    q = tuple(float(v) for v in quantiles)
+    if not any(math.isclose(v, 0.5) for v in q) or any(not 0 < v < 1 for v in q) or len(q) < 3:
+        raise ParameterError(f"quantiles={quantiles}: give at least a lower, 0.5 and an upper "
+                             "quantile, each strictly between 0 and 1.")
+    return q
+
+
+def interval(quantiles: Sequence[float]) -> tuple[int, int, int]:
+    """Positions of the lowest quantile, the median and the highest quantile."""
+    median = next(i for i, v in enumerate(quantiles) if math.isclose(v, 0.5))
+    return int(np.argmin(quantiles)), median, int(np.argmax(quantiles))
+
+
+def quantile_name(q: float) -> str:
+    """``q05`` for 0.05, ``q97_5`` for 0.975: the suffix of a quantile's column/variable."""
+    pct = q * 100
+    return f"q{pct:02.0f}" if abs(pct - round(pct)) < 1e-9 else f"q{pct:g}".replace(".", "_")
+
+
+# --- methods -------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Method:
+    """A regression method, resolved from ``train(method=...)``.
+
+    Attributes
+    ----------
+    name : str
+        ``"qrf"``, ``"rf"`` or the estimator's class name (the model card's ``method``).
+    template : Regressor
+        Unfitted estimator, cloned for every fit.
+    quantile_regressor : bool
+        The estimator predicts quantiles itself (QRF); otherwise intervals come from
+        residual quantiles.
+    compilable : bool
+        A random forest that :func:`cup4soil.models.forest.compile_forest` flattens.
+    """
+
+    name: str
+    template: Regressor
+    quantile_regressor: bool
+    compilable: bool
+
+
+def resolve_method(method: str | Regressor, *, random_state: int,
+                   params: Mapping[str, Any]) -> Method:
+    """``"qrf"``, ``"rf"`` (with cup4soil's forest defaults and ``params``) or a clone of a
+    scikit-learn regressor with ``params`` set.
+
+    Raises
+    ------
+    ParameterError
+        An unknown name, or an object that is not a scikit-learn regressor.
+    """
+    from sklearn.base import clone, is_regressor
+
+    if isinstance(method, str):
+        kw = {**FOREST_DEFAULTS, "random_state": random_state, "n_jobs": -1, **params}
+        if method == "qrf":
+            from quantile_forest import RandomForestQuantileRegressor
+
+            return Method("qrf", RandomForestQuantileRegressor(**kw), True, True)
+        if method == "rf":
+            from sklearn.ensemble import RandomForestRegressor
+
+            return Method("rf", RandomForestRegressor(**kw), False, True)
+        raise ParameterError(f"method={method!r}: use 'qrf', 'rf' or a scikit-learn regressor.")
+    if not is_regressor(method):
+        raise ParameterError(f"method {type(method).__name__} is not a scikit-learn regressor.")
+    est = clone(method)
+    if params:
+        est.set_params(**params)
+    return Method(type(method).__name__, est, False, False)
+
+
+# --- the predictor -------------------------------------------------------------------------
+
+@dataclass(eq=False)
+class Predictor:
+    """A fitted estimator that predicts quantiles.
+
+    Attributes
+    ----------
+    quantiles : tuple of float
+        The quantiles predicted, in this order.
+    estimator : Regressor or None
+        The fitted estimator; None where a compiled forest predicts without it (a model
+        loaded from disk, or a copy shipped to Dask workers).
+    forest : CompiledForest or None
+        The compiled forest of a random forest, or None.
+    residual_quantiles : ndarray of float64 or None
+        Per quantile, the residual added to a point prediction (0 at the median); None for a
+        quantile regressor, which predicts quantiles itself.
+    """
+
+    quantiles: tuple[float, ...]
+    estimator: Regressor | None
+    forest: CompiledForest | None = None
+    residual_quantiles: FloatArray | None = None
+
+    @classmethod
+    def fit(cls, method: Method, x: FloatArray, y: FloatArray, *,
+            quantiles: tuple[float, ...], groups: IntArray | None = None, tune: Tune = False,
+            random_state: int = 0) -> Predictor:
+        """Fit a fresh clone of ``method.template`` on ``(x, y)``.
+
+        Parameters
+        ----------
+        method : Method
+        x : ndarray of float64, shape (n, n_features)
+        y : ndarray of float64, shape (n,)
+        quantiles : tuple of float
+        groups : ndarray of int, optional
+            Spatial block fold of each row: tuning's inner CV keeps them together.
+        tune : bool or dict
+            Tune hyper-parameters by grid search on these rows only.
+        random_state : int
+            Seed of the inner CVs (tuning, residuals).
+        """
+        from sklearn.base import clone
+
+        est = clone(method.template)
+        if tune:
+            est = _tuned(est, x, y, groups, tune, random_state)
+        else:
+            est.fit(x, y)
+        residual = None
+        if not method.quantile_regressor:
+            residual = _residual_quantiles(est, x, y, quantiles, random_state)
+        compiled = None
+        if method.compilable:
+            try:
+                compiled = forest_kernels.compile_forest(est)
+            except ValueError as exc:  # e.g. max_samples_leaf != 1: fall back to predict
+                log.info("forest not compiled (%s); using the estimator's predict", exc)
+        return cls(quantiles, est, compiled, residual)
+
+    def for_prediction(self) -> Predictor:
+        """This predictor without what prediction does not need (the estimator, when a
+        compiled forest predicts): small and quick to ship to Dask workers."""
+        return replace(self, estimator=None) if self.forest is not None else self
+
+    def predict_quantiles(self, x: Features) -> FloatArray:
+        """Quantiles per row.
+
+        Parameters
+        ----------
+        x : ndarray, shape (n, n_features)
+
+        Returns
+        -------
+        ndarray of float64, shape (n, len(quantiles))
+            NaN rows where a feature is not finite.
+        """
+        if self.residual_quantiles is None:  # a quantile regressor
+            if self.forest is not None:
+                return forest_kernels.predict_quantiles(self.forest, x, self.quantiles)
+            est = self.require_estimator()
+            return _on_finite_rows(x, len(self.quantiles), lambda v: est.predict(
+                v.astype(np.float32), quantiles=list(self.quantiles)))
+        if self.forest is not None:
+            point = forest_kernels.predict_mean(self.forest, x)
+        else:
+            est = self.require_estimator()
+            point = _on_finite_rows(x, 1, est.predict)[:, 0]
+        out: FloatArray = point[:, None] + self.residual_quantiles[None, :]
+        return out
+
+    def predict_block(self, block: Features) -> npt.NDArray[np.float32]:
+        """Quantiles of a ``(feature, y, x)`` block as a float32 ``(quantile, y, x)`` block."""
+        f, h, w = block.shape
+        q = self.predict_quantiles(block.reshape(f, h * w).T)
+        return np.ascontiguousarray(q.T.reshape(len(self.quantiles), h, w), dtype=np.float32)
+
+    def require_estimator(self) -> Regressor:
+        """The fitted estimator.
+
+        Raises
+        ------
+        ModelError
+            This predictor has none (a compiled forest predicts without it).
+        """
+        if self.estimator is None:
+            raise ModelError("this predictor has neither a compiled forest nor an estimator; "
+                             "load the model again.")
+        return self.estimator
+
+
+def predict_block(block: Features, predictor: Predictor) -> npt.NDArray[np.float32]:
+    """:meth:`Predictor.predict_block` as a function of the block first (for ``map_blocks``,
+    where the predictor is one key of the graph)."""
+    return predictor.predict_block(block)
+
+
+def _on_finite_rows(x: Features, width: int, predict: Callable[[Features], Any]
+                    ) -> FloatArray:
+    """``predict`` of the rows of ``x`` without a missing feature, as ``(n, width)``;
+    NaN rows elsewhere (scikit-learn refuses NaN)."""
+    out: FloatArray = np.full((x.shape[0], width), np.nan)
+    ok = np.isfinite(x).all(axis=1)
+    if ok.any():
+        out[ok] = np.asarray(predict(x[ok])).reshape(ok.sum(), width)
+    return out
+
+
+def _tuned(est: Regressor, x: FloatArray, y: FloatArray, groups: IntArray | None, tune: Tune,
+           random_state: int) -> Regressor:
+    """Hyper-parameters chosen by an inner CV on the training rows only."""
+    from sklearn.model_selection import GridSearchCV, GroupKFold, KFold
+
+    grid = dict(tune) if isinstance(tune, Mapping) else {
+        k: v for k, v in TUNE_GRID.items() if k in est.get_params()}
+    if not grid:
+        est.fit(x, y)  # scikit-learn's fit returns the estimator itself
+        return est
+    if groups is not None and len(np.unique(groups)) >= 3:
+        cv = GroupKFold(n_splits=min(5, len(np.unique(groups))))
+    else:
+        cv = KFold(n_splits=min(5, len(y)), shuffle=True, random_state=random_state)
+        groups = None
+    search = GridSearchCV(est, grid, cv=cv, scoring="neg_root_mean_squared_error", refit=True)
+    search.fit(x, y, groups=groups)
+    best: Regressor = search.best_estimator_
+    return best
+
+
+def _residual_quantiles(est: Regressor, x: FloatArray, y: FloatArray,
+                        quantiles: tuple[float, ...], random_state: int) -> FloatArray:
+    """Empirical quantiles of cross-validated residuals (split-conformal style intervals
+    for regressors that predict a single value)."""
+    from sklearn.base import clone
+    from sklearn.model_selection import KFold, cross_val_predict
+
+    cv = KFold(n_splits=min(5, len(y)), shuffle=True, random_state=random_state)
+    pred = cross_val_predict(clone(est), x, y, cv=cv)
+    q = np.array(quantiles)
+    # the median of the residuals is not added: the point prediction stays the model's
+    res: FloatArray = np.quantile(y - pred, q)
+    res[np.isclose(q, 0.5)] = 0.0
+    return res
