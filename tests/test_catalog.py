@@ -225,3 +225,21 @@ def test_api_advertising_get_only_is_searched_with_get(sample, serve_dir, tmp_pa
         warnings.simplefilter("error")
         items = cup4soil.search(sample.bbox, "2020", catalog=f"{base}/api/")
     assert [it.id for it in items] == [it.id for it in local]
+
+
+def test_sample_scenes_draw_from_their_own_streams(tmp_path):
+    """One random stream per concern: an archive that starts a year later has the same
+    fields, and the same 2020 dates and clouds, as one that starts in 2018."""
+    from cup4soil.sample import make_catalog
+
+    def scenes(first: int) -> tuple[dict, list]:
+        cat = make_catalog(tmp_path / str(first), size=20, years=(first, 2020),
+                           scenes_per_year=3, seed=5)
+        truth = cat.truth()
+        return truth["field_class"], [(s["datetime"], s["cloud_cover"]) for s in truth["scenes"]
+                                      if s["datetime"].startswith("2020")]
+
+    fields_a, late_a = scenes(2018)
+    fields_b, late_b = scenes(2019)
+    assert fields_a == fields_b
+    assert len(late_a) >= 3 and late_a == late_b

@@ -45,7 +45,7 @@ class _Spec:
     seed: int
     # Bumped whenever the same parameters would make a different archive (a reused
     # archive must be the one this code writes).
-    version: int = 3
+    version: int = 4
 
 
 def make_catalog(
@@ -70,7 +70,8 @@ def make_catalog(
     scenes_per_year
         Acquisitions per year (a realistic fraction of the 5-day revisit).
     seed
-        Seed of every random draw.
+        Seed of every random draw (non-negative); each concern (fields, SOC, dates, each
+        scene's surface and atmosphere, ...) draws from its own stream derived from it.
     overwrite
         Regenerate even if a matching archive exists.
 
@@ -85,6 +86,8 @@ def make_catalog(
     y0, y1 = (int(v) for v in years)
     if y1 < y0:
         raise ParameterError(f"years={years} is reversed; give (first, last).")
+    if seed < 0:
+        raise ParameterError(f"seed={seed} must be a non-negative integer.")
     spec = _Spec(size=size, years=(y0, y1), scenes_per_year=scenes_per_year, seed=seed)
     root = Path(path).expanduser().resolve()
     marker = root / "sample-spec.json"

@@ -16,6 +16,7 @@ more entry in :meth:`World.truth_layers`; a new random concern is one more name 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,23 +48,30 @@ FloatArray = npt.NDArray[np.float64]
 class Draws:
     """The random streams of the sample archive, one per concern.
 
-    ``draws("soc")`` or ``draws("atmosphere", "20200612T100631")`` returns the generator of
-    that concern. Every draw is made from the single generator of ``seed``, in the order
-    the concerns are asked for (the archive as recorded before issue 11).
+    ``draws("soc")`` or ``draws("atmosphere", "20200612T100631")`` is the generator of that
+    concern, seeded from ``seed`` and the concern's name and keys (hashed): the streams do
+    not depend on the order they are asked for, so a draw added to one concern (or a scene
+    added to the archive) leaves every other concern's draws as they were. Each call starts
+    the stream afresh: ask once per concern.
 
     Parameters
     ----------
     seed
-        Seed of every draw.
+        Seed of every draw, a non-negative integer.
     """
 
     def __init__(self, seed: int) -> None:
         self.seed = seed
-        self._stream = np.random.default_rng(seed)
 
     def __call__(self, concern: str, *keys: int | str) -> np.random.Generator:
         """The generator of ``concern`` (for ``keys``, e.g. a scene's date)."""
-        return self._stream
+        words = [_word(str(k)) for k in (concern, *keys)]
+        return np.random.default_rng(np.random.SeedSequence([self.seed, *words]))
+
+
+def _word(text: str) -> int:
+    """A stable 64-bit number for a name (Python's ``hash`` changes between processes)."""
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little")
 
 
 @dataclass(frozen=True)
