@@ -198,3 +198,48 @@ def test_sentinel1_items_from_a_static_item_collection(shared_data, tmp_path):
     assert 1 <= len(items) <= len(feats)
     assert {it.collection_id for it in items} == {"sentinel-1-rtc"}
     assert {"vv", "vh"} <= set(items[0].assets)
+
+
+def test_api_advertising_get_only_is_searched_with_get(sample, serve_dir, tmp_path):
+    """A loopback STAC API whose root offers GET searches only: the loopback server answers
+    POST with 501, so the search succeeds only with GET, and pystac-client has no warning."""
+    import warnings
+
+    local = cup4soil.search(sample.bbox, "2020", catalog=sample.catalog)
+    base = serve_dir(tmp_path)
+    (tmp_path / "api" / "search").mkdir(parents=True)
+    root = {
+        "type": "Catalog", "id": "loopback", "stac_version": "1.0.0", "description": "GET only",
+        "conformsTo": ["https://api.stacspec.org/v1.0.0/core",
+                       "https://api.stacspec.org/v1.0.0/item-search"],
+        "links": [{"rel": "self", "href": f"{base}/api/"},
+                  {"rel": "root", "href": f"{base}/api/"},
+                  {"rel": "search", "href": f"{base}/api/search/", "method": "GET",
+                   "type": "application/geo+json"}],
+    }
+    # The server ignores the query string: every search answers with the same page.
+    (tmp_path / "api" / "index.html").write_text(json.dumps(root))
+    (tmp_path / "api" / "search" / "index.html").write_text(
+        json.dumps(local.to_dict(transform_hrefs=False)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        items = cup4soil.search(sample.bbox, "2020", catalog=f"{base}/api/")
+    assert [it.id for it in items] == [it.id for it in local]
+
+
+def test_sample_scenes_draw_from_their_own_streams(tmp_path):
+    """One random stream per concern: an archive that starts a year later has the same
+    fields, and the same 2020 dates and clouds, as one that starts in 2018."""
+    from cup4soil.sample import make_catalog
+
+    def scenes(first: int) -> tuple[dict, list]:
+        cat = make_catalog(tmp_path / str(first), size=20, years=(first, 2020),
+                           scenes_per_year=3, seed=5)
+        truth = cat.truth()
+        return truth["field_class"], [(s["datetime"], s["cloud_cover"]) for s in truth["scenes"]
+                                      if s["datetime"].startswith("2020")]
+
+    fields_a, late_a = scenes(2018)
+    fields_b, late_b = scenes(2019)
+    assert fields_a == fields_b
+    assert len(late_a) >= 3 and late_a == late_b

@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 
 from cup4soil import store
-from cup4soil.cli import main
+from cup4soil.cli import DemoReport, main, run_demo
+from cup4soil.cli._common import storage_options
 
 
+@pytest.mark.slow
 def test_demo_end_to_end(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--size", "60", "--scenes-per-year", "5"]) == 0
@@ -32,11 +34,24 @@ def test_demo_end_to_end(tmp_path, capsys):
     assert set(ds.data_vars) == {"VPC", "n_scenes"}
     assert ds.VPC.dims == ("y", "x") and int(ds.VPC.max()) > 0
     assert (ds.VPC.values <= ds.n_scenes.values).all()
-    assert ds.rio.crs is None or ds.rio.crs.to_epsg() == 32633
+    assert ds.rio.crs is not None and ds.rio.crs.to_epsg() == 32633
     assert "spatial_ref" in ds.coords
-    # Running it again reuses the sample archive and replaces the product.
-    assert main(["demo", "--out", str(out), "--size", "60", "--scenes-per-year", "5"]) == 0
+    # Running it again (as a library function) reuses the sample archive and replaces the
+    # products; the command printed this report, line for line up to the timings.
+    report = run_demo(out, size=60, scenes_per_year=5)
+    assert isinstance(report, DemoReport)
     assert np.array_equal(store.open(str(out / "demo.zarr")).VPC.values, ds.VPC.values)
+    assert report.vpc_url == str(out / "demo.zarr") and report.crs == "EPSG:32633"
+    assert 0 < report.n_items < report.n_catalog_items
+    assert report.vpc_min <= report.vpc_mean <= report.vpc_max == int(ds.VPC.max())
+    assert report.vpc_max <= report.n_dates == report.cube_sizes["time"]
+    assert report.cv.n <= 150 and report.truth.n > 0 and report.truth.picp90 > 0.5
+    assert [label for label, _ in report.steps] == [
+        "sample catalog", "search", "cube + mask graph", "compute + write Zarr",
+        "SCMaP composite + write", "SOC model + map"]
+    printed = text.splitlines()
+    n = len(report.lines()) - len(report.steps) - 1  # the timings differ between runs
+    assert printed[:n] == report.lines()[:n]
 
 
 def test_composite_command(sample, shared_data, tmp_path, capsys, monkeypatch):
@@ -65,7 +80,8 @@ def test_train_and_predict_commands(shared_data, tmp_path, capsys):
     args = ["train", samples, "--target", "om", "--unit", "%", "--covariates",
             str(tmp_path / "cov.zarr"), "--crs", "EPSG:28992", "--folds", "400 m",
             "--missing", "drop", "--out", str(tmp_path / "model")]
-    assert main(args) == 0
+    with pytest.warns(UserWarning, match="samples dropped"):  # --missing drop says so
+        assert main(args) == 0
     text = capsys.readouterr().out
     assert "MEC" in text and "PICP90" in text and "spatial blocks of 400 m" in text
     assert main(["predict", str(tmp_path / "model"), "--covariates", str(tmp_path / "cov.zarr"),
@@ -127,11 +143,9 @@ def test_storage_options_resume_and_info(s3_bucket, capsys, tmp_path):
     from pathlib import Path
 
     sys.path.insert(0, str(Path(__file__).parent))
-    from cup4soil.cli.main import _storage_options
-
     from _store_writer import product
 
-    assert _storage_options(["endpoint_url=http://x", "client_kwargs.region_name=eu",
+    assert storage_options(["endpoint_url=http://x", "client_kwargs.region_name=eu",
                              "anon=false", "n=3"]) == {
         "endpoint_url": "http://x", "client_kwargs": {"region_name": "eu"}, "anon": False,
         "n": 3}

@@ -8,7 +8,7 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import shapely
 import shapely.geometry
@@ -22,11 +22,18 @@ NAMED_AOIS: dict[str, tuple[float, float, float, float]] = {
     "oderbruch": (13.95, 52.40, 14.65, 52.90),
 }
 
-AOILike = str | os.PathLike[str] | Sequence[float] | Mapping[str, Any] | BaseGeometry
-TimeLike = str | int | dt.date | Sequence[Any]
+#: An area of interest: a built-in name, a ``west,south,east,north`` string, GeoJSON text or a
+#: GeoJSON file path; a lon/lat bbox; a GeoJSON mapping; a shapely geometry.
+AOILike: TypeAlias = str | os.PathLike[str] | Sequence[float] | Mapping[str, Any] | BaseGeometry
+#: One end of a time range: ``"2018"``, ``"2018-03"``, ``"2018-03-01"``, an ISO datetime
+#: string, a year, a date or a datetime.
+TimeBound: TypeAlias = str | int | dt.date
+#: A time range: ``"start/end"``, a single bound (the whole year, month or day), or a
+#: ``(start, end)`` pair of bounds.
+TimeLike: TypeAlias = TimeBound | Sequence[TimeBound]
 
 
-def parse_aoi(aoi: Any) -> BaseGeometry:
+def parse_aoi(aoi: AOILike) -> BaseGeometry:
     """Turn any supported AOI into a valid, non-empty shapely geometry in lon/lat (EPSG:4326).
 
     Accepted: a ``(west, south, east, north)`` bbox in degrees, a GeoJSON geometry,
@@ -62,7 +69,7 @@ def parse_aoi(aoi: Any) -> BaseGeometry:
     return geom
 
 
-def _short(obj: Any, limit: int = 80) -> str:
+def _short(obj: object, limit: int = 80) -> str:
     text = repr(obj)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
@@ -136,7 +143,7 @@ _YEAR = re.compile(r"^\d{4}$")
 _MONTH = re.compile(r"^\d{4}-\d{2}$")
 
 
-def _bound(value: Any, *, end: bool) -> dt.datetime:
+def _bound(value: object, *, end: bool) -> dt.datetime:
     """One end of a time range as an aware UTC datetime (inclusive)."""
     if isinstance(value, dt.datetime):
         out = value if value.tzinfo else value.replace(tzinfo=dt.UTC)
@@ -177,21 +184,23 @@ def _bound(value: Any, *, end: bool) -> dt.datetime:
         ) from None
 
 
-def parse_time(time: Any) -> tuple[dt.datetime, dt.datetime]:
+def parse_time(time: TimeLike) -> tuple[dt.datetime, dt.datetime]:
     """Parse a time range into inclusive UTC ``(start, end)`` datetimes.
 
     Accepted: ``"2018/2022"`` (whole years), ``"2018-03-01/2018-10-31"`` (whole days),
     a single ``"2020"`` or ``"2020-06"``, or a pair of dates, datetimes, years or strings.
     """
+    parts: list[object]
     if isinstance(time, str):
-        parts = time.split("/")
-        if len(parts) == 1:
-            parts = [parts[0], parts[0]]
-        if len(parts) != 2 or not all(p.strip() for p in parts):
+        texts = time.split("/")
+        if len(texts) == 1:
+            texts = [texts[0], texts[0]]
+        if len(texts) != 2 or not all(p.strip() for p in texts):
             raise TimeRangeError(
                 f"the time range {time!r} is malformed. Use 'start/end', e.g. '2018/2022' or "
                 "'2018-03-01/2018-10-31'."
             )
+        parts = list(texts)
     elif isinstance(time, Sequence) and len(time) == 2:
         parts = list(time)
     elif isinstance(time, (int, dt.date)):

@@ -11,10 +11,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 import pystac
@@ -24,6 +25,9 @@ from shapely.geometry.base import BaseGeometry
 from ..errors import AOIError, CatalogError, NoItemsError, ParameterError
 from . import sentinel2 as _s2meta
 from .aoi import AOILike, TimeLike, format_time_range, parse_aoi, parse_time
+
+if TYPE_CHECKING:
+    import pystac_client
 
 __all__ = ["CATALOGS", "CatalogSpec", "search"]
 
@@ -47,6 +51,13 @@ class CatalogSpec:
     cloud_filter
         How the API takes a cloud-cover limit: ``"query"`` (STAC query extension) or
         ``"cql2"`` (filter extension).
+    aliases
+        Other names the catalog goes by.
+    search_method
+        HTTP method of the searches. The root documents of these APIs advertise their
+        search link without a method (which reads as GET only), yet they answer POST
+        searches, as the recorded searches show; other APIs are searched with the method
+        their root advertises.
     """
 
     url: str
@@ -54,6 +65,7 @@ class CatalogSpec:
     signer: str | None = None
     cloud_filter: str = "query"
     aliases: tuple[str, ...] = field(default_factory=tuple)
+    search_method: str = "POST"
 
 
 CATALOGS: dict[str, CatalogSpec] = {
@@ -156,7 +168,7 @@ def search(
             spec.url, geom, start, end,
             collections=tuple(collections or spec.collections),
             max_cloud_cover=max_cloud_cover, limit=limit,
-            signer=spec.signer, cloud_filter=spec.cloud_filter,
+            signer=spec.signer, cloud_filter=spec.cloud_filter, method=spec.search_method,
         )
         priority: Sequence[str] = tuple(collections or spec.collections)
     elif _is_url(target) and not _is_static(target):
@@ -164,6 +176,7 @@ def search(
         items = _search_api(
             target, geom, start, end, collections=tuple(collections or ()),
             max_cloud_cover=max_cloud_cover, limit=limit, signer=None, cloud_filter="query",
+            method=None,
         )
     elif _is_url(target) or Path(target).expanduser().exists():
         label, priority = target, tuple(collections or ())
@@ -208,7 +221,8 @@ def _signer(name: str | None) -> Callable[[Any], Any] | None:
     if name == "planetary-computer":
         import planetary_computer
 
-        return planetary_computer.sign_inplace
+        sign: Callable[[Any], Any] = planetary_computer.sign_inplace
+        return sign
     return None
 
 
@@ -223,20 +237,28 @@ def _search_api(
     limit: int | None,
     signer: str | None,
     cloud_filter: str,
+    method: str | None,
 ) -> list[pystac.Item]:
+    """Search a STAC API; ``method`` None: the HTTP method its root advertises."""
     import pystac_client
     import requests
+    from pystac_client.warnings import PystacClientWarning
 
     try:
         client = pystac_client.Client.open(url, modifier=_signer(signer))
         kwargs = _cloud_filter(client, collections, max_cloud_cover, cloud_filter)
-        found = client.search(
-            collections=list(collections) or None,
-            intersects=shapely.geometry.mapping(geom),
-            datetime=format_time_range(start, end),
-            max_items=limit,
-            **kwargs,
-        )
+        with warnings.catch_warnings():
+            if method is not None:
+                # A catalog known to take `method` although its root does not say so.
+                warnings.filterwarnings("ignore", "The requested method", PystacClientWarning)
+            found = client.search(
+                collections=list(collections) or None,
+                intersects=shapely.geometry.mapping(geom),
+                datetime=format_time_range(start, end),
+                max_items=limit,
+                method=method or _advertised_method(client),
+                **kwargs,
+            )
         items = list(found.items())
     except (requests.RequestException, pystac_client.exceptions.APIError, OSError) as exc:
         raise CatalogError(
@@ -248,8 +270,20 @@ def _search_api(
     return items
 
 
+def _advertised_method(client: pystac_client.Client) -> str:
+    """POST where the root's search links offer it (or name no method), else GET."""
+    methods = {
+        str(link.extra_fields.get("method") or "GET") for link in client.get_links("search")
+        if link.media_type in (pystac.MediaType.GEOJSON, pystac.MediaType.JSON)
+    }
+    return "GET" if methods and "POST" not in methods else "POST"
+
+
 def _cloud_filter(
-    client: Any, collections: tuple[str, ...], max_cloud_cover: float | None, prefer: str
+    client: pystac_client.Client,
+    collections: tuple[str, ...],
+    max_cloud_cover: float | None,
+    prefer: str,
 ) -> dict[str, Any]:
     """Server-side cloud filter in the dialect the API declares (the client re-checks)."""
     from pystac_client.conformance import ConformanceClasses
@@ -269,13 +303,15 @@ def _cloud_filter(
 
 
 def _check_api_coverage(
-    client: Any, collections: tuple[str, ...], geom: BaseGeometry, url: str
+    client: pystac_client.Client, collections: tuple[str, ...], geom: BaseGeometry, url: str
 ) -> None:
     """Raise AOIError if the AOI lies outside every searched collection's spatial extent."""
     boxes: list[BaseGeometry] = []
     for name in collections:
         try:
             coll = client.get_collection(name)
+            if coll is None:
+                return
             boxes += [shapely.geometry.box(*b) for b in coll.extent.spatial.bboxes]
         except Exception:  # coverage is a courtesy check; no answer means no verdict
             return
@@ -328,16 +364,21 @@ def _static_items(target: str) -> list[pystac.Item]:
     if kind == "Feature":
         item = pystac.Item.from_dict(doc)
         item.set_self_href(href)
-        return [item.make_asset_hrefs_absolute()]
+        item.make_asset_hrefs_absolute()
+        return [item]
     if kind in ("Catalog", "Collection"):
         try:
             root = pystac.read_file(href)
-            items = list(root.get_items(recursive=True))  # type: ignore[union-attr]
+            # A Collection is a Catalog; "type" said it is one of the two.
+            items = list(root.get_items(recursive=True)) if isinstance(root, pystac.Catalog) \
+                else []
         except Exception as exc:
             raise CatalogError(
                 f"could not walk the static catalog at {href} ({type(exc).__name__}: {exc})."
             ) from None
-        return [it.make_asset_hrefs_absolute() for it in items]
+        for it in items:
+            it.make_asset_hrefs_absolute()
+        return items
     raise CatalogError(
         f"{href} is a {kind!r} document, not a STAC Catalog, Collection or ItemCollection."
     )

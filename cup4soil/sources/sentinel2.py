@@ -20,6 +20,12 @@ import pystac
 
 from ..errors import BandError
 
+__all__ = [
+    "ALL_BANDS", "BAND_ALIASES", "BASELINE_04_START", "BOA_ADD_OFFSET", "NATIVE_GSD",
+    "REFLECTANCE_BANDS", "SCL", "asset_key", "boa_add_offset", "check_bands", "deduplicate",
+    "describe", "dn_offset", "mean_sun_zenith", "mgrs_tile", "processing_baseline",
+]
+
 #: Canonical reflectance bands of cup4soil, in wavelength order.
 REFLECTANCE_BANDS: tuple[str, ...] = (
     "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12",
@@ -157,10 +163,19 @@ def dn_offset(item: pystac.Item, band: str) -> int:
         scale, offset = so
         # Offsets are given in reflectance units; convert to DN on the 1/10000 scale.
         return round(offset / scale) if scale else 0
-    baseline = processing_baseline(item)
+    when = item.datetime or item.common_metadata.start_datetime
+    return boa_add_offset(processing_baseline(item), when)
+
+
+def boa_add_offset(baseline: float | None, when: dt.datetime | None = None) -> int:
+    """``BOA_ADD_OFFSET`` (DN) that a scene's L2A DNs carry: the processing baseline rule.
+
+    Baseline 04.00 and later carry :data:`BOA_ADD_OFFSET`, earlier ones none. Where the
+    baseline is unknown (None) the acquisition time ``when`` decides (04.00 began on
+    :data:`BASELINE_04_START`); with neither, no offset.
+    """
     if baseline is not None:
         return BOA_ADD_OFFSET if baseline >= 4.0 else 0
-    when = item.datetime or item.common_metadata.start_datetime
     return BOA_ADD_OFFSET if when is not None and when >= BASELINE_04_START else 0
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar, Protocol, TypeVar
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 from ..errors import AssetReadError
@@ -69,7 +69,7 @@ def fresh_href(href: str, *, margin_s: float | None = None) -> str:
         from planetary_computer.settings import Settings
         from planetary_computer.utils import parse_blob_url
 
-        account, container = parse_blob_url(urlsplit(unsigned))  # type: ignore[arg-type]
+        account, container = parse_blob_url(urlsplit(unsigned))
         token = get_token(account, container, retry_total=3)
         if token.ttl() < margin:
             # planetary-computer's cache renews only under 60 s left: ask for a new one.
@@ -86,7 +86,17 @@ def fresh_href(href: str, *, margin_s: float | None = None) -> str:
         ) from None
 
 
-def fresh_source(src: Any) -> Any:
+class _Source(Protocol):
+    """A dataclass with a ``uri``, such as odc-loader's ``RasterSource``."""
+
+    uri: str
+    __dataclass_fields__: ClassVar[dict[str, Any]]
+
+
+_S = TypeVar("_S", bound=_Source)
+
+
+def fresh_source(src: _S) -> _S:
     """An odc-loader ``RasterSource`` whose URI is :func:`fresh_href`'s."""
     if "se=" not in src.uri:
         return src
