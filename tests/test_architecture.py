@@ -26,7 +26,7 @@ ALLOWED: dict[str, set[str]] = {
     "runtime": set(),
     "sources": set(),
     "cube": {"sources"},
-    "scmap": {"cube", "sources"},
+    "scmap": {"cube", "sources", "covariates"},  # land cover (WorldCover) is an input
     "covariates": {"cube", "sources"},
     "models": set(),
     "soilmap": {"models", "covariates"},
