@@ -161,6 +161,18 @@ def test_products_of_cup4soil_0_1_still_open_and_resume(tmp_path):
     assert not (url / ".cup4soil-complete.json").exists() and (side / "complete.json").exists()
 
 
+def test_resume_of_a_sidecar_without_its_store_starts_afresh(tmp_path):
+    import shutil
+
+    url = tmp_path / "moved.zarr"
+    store.write(product(), str(url))
+    shutil.rmtree(url)  # the store went away, its sidecar stayed
+    with pytest.raises(ParameterError, match="no product"):
+        store.open(str(url))
+    assert store.write(product(), str(url), mode="resume").computed == 16
+    np.testing.assert_array_equal(store.open(str(url)).soc.values, product().soc.values)
+
+
 # --- resume ----------------------------------------------------------------------------
 
 def _failing(after: int):

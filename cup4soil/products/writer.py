@@ -180,18 +180,19 @@ def _open_target(fs: Any, root: str, url: str, options: dict[str, Any],
     def target(sidecar: Sidecar) -> Target:
         return Target(url, options, zarr_format, layout.fingerprint, sidecar.regions)
 
-    found = locate(fs, root)  # beside the store, or inside a 0.1 product
     try:
-        exists = zarr_exists(fs, root) or fs.exists(found.plan)
+        found = locate(fs, root)  # beside the store, or inside a 0.1 product
+        has_store = zarr_exists(fs, root)
+        exists = has_store or fs.exists(found.plan)
     except Exception as exc:
-        raise target(found).fail("", exc) from None
+        raise target(Sidecar.beside(root)).fail("", exc) from None
     if exists and mode == "w-":
         raise ParameterError(f"{redact(url)} already exists. Pass mode='w' to replace it, "
                              "mode='resume' to finish an interrupted write, or choose "
                              "another --out.")
-    if exists and mode == "resume":
+    if has_store and mode == "resume":
         return target(found), found, _resume(fs, found, layout, target(found), verify)
-    if exists:  # mode "w"
+    if exists:  # mode "w", or a sidecar left without its store: start afresh
         _remove(fs, root, found)
     sidecar = Sidecar.beside(root)
     _start(fs, sidecar, layout, target(sidecar))
@@ -213,6 +214,7 @@ def _resume(fs: Any, sidecar: Sidecar, layout: _Layout, target: Target,
             "with this one; use mode='w' to start over.")
     if fs.exists(sidecar.marker):
         return None
+    fs.makedirs(sidecar.regions, exist_ok=True)  # local filesystems need the folder
     return done_regions(fs, target, layout.regions, layout.names, layout.positions, verify)
 
 
