@@ -9,7 +9,9 @@ It is captured once, on the client, as a frozen, picklable :class:`Environment`
   of one task. Nothing in ``os.environ`` changes, so concurrent tasks of other clients on a
   shared worker are unaffected. A task function that reads with GDAL takes the environment
   as an argument (it travels with the graph, so it also reaches workers that never saw a
-  plugin) and runs inside ``with env.restore():``.
+  plugin) and runs inside ``with env.restore():``. A cube planned inside
+  ``with env.restore():`` (odc-stac engine) captures these options into its read plan,
+  and odc-loader restores them around every read on the workers.
 - **Per worker process** -- the :class:`WorkerEnvironment` plugin that :func:`connect
   <cup4soil.runtime.cluster.connect>` registers. It edits ``os.environ`` and stays only for
   what nothing else reaches:
