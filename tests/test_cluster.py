@@ -120,9 +120,15 @@ def test_gateway_refuses_wrong_credentials(gateway):
         cluster.connect(gateway, workers=1, auth=_basic("wrong"))
 
 
-def test_unreachable_gateway():
+def test_unreachable_gateway(monkeypatch):
+    import gc
+
+    unraisable: list = []  # e.g. an exception in a __del__ of the gateway client
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
     with pytest.raises(ClusterError, match="cannot reach the Dask-Gateway"):
         cluster.connect(f"http://127.0.0.1:{free_port()}", workers=1, auth=_basic())
+    gc.collect()
+    assert not unraisable, unraisable[0].exc_value
 
 
 @pytest.mark.slow

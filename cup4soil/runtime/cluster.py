@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import logging
 import os
 import re
@@ -74,15 +75,30 @@ def _shutdown(cluster: Any) -> None:
         cluster.close()
 
 
+@functools.cache
+def _gateway_client() -> type:
+    """``dask_gateway.Gateway``, closed once: its ``__del__`` closes it again, which raises
+    (in ``__del__``: an unraisable exception) once its event loop has stopped."""
+    from dask_gateway import Gateway
+
+    class _Gateway(Gateway):  # type: ignore[misc]
+        _closed = False
+
+        def close(self) -> None:
+            if not self._closed:
+                self._closed = True
+                super().close()
+
+    return _Gateway
+
+
 def _gateway_cluster(address: str | None, *, workers: int | None,
                      worker_memory: float | None, adaptive: tuple[int, int] | None,
                      options: Mapping[str, Any] | None, auth: Any) -> Any:
-    from dask_gateway import Gateway
-
     where = address or "the configured gateway (dask config gateway.address)"
     gateway = None
     try:
-        gateway = Gateway(address=address, auth=auth)
+        gateway = _gateway_client()(address=address, auth=auth)
         offered = gateway.cluster_options()
     except Exception as exc:
         if gateway is not None:
