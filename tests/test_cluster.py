@@ -47,19 +47,21 @@ c.ClusterConfig.worker_memory = "1 G"
 c.ClusterConfig.idle_timeout = 600
 """)
     env = {**os.environ, "PATH": f"{bindir}:{os.environ.get('PATH', '')}"}
-    proc = subprocess.Popen([str(bindir / "dask-gateway-server"), "-f", str(config)],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    log = tmp / "gateway.log"  # a file, not a pipe: nobody reads it while tests run
+    with log.open("wb") as out:
+        proc = subprocess.Popen([str(bindir / "dask-gateway-server"), "-f", str(config)],
+                                env=env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
     import urllib.request
 
     url = f"http://127.0.0.1:{proxy}"  # the public address: API and schedulers alike
     for _ in range(200):
         try:
-            urllib.request.urlopen(f"{url}/api/health", timeout=1)
-            break
+            with urllib.request.urlopen(f"{url}/api/health", timeout=1):
+                break
         except Exception:
             if proc.poll() is not None:
-                pytest.fail(proc.stdout.read().decode()[-3000:])
+                pytest.fail(log.read_text()[-3000:])
             time.sleep(0.1)
     yield url
     os.killpg(proc.pid, signal.SIGTERM)  # the server and the clusters it started
@@ -67,6 +69,7 @@ c.ClusterConfig.idle_timeout = 600
         proc.wait(timeout=20)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 def _basic(password: str = GATEWAY_PASSWORD):
