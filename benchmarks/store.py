@@ -69,7 +69,7 @@ def run(where: str, url_base: str, options: dict | None, n: int) -> list[tuple]:
     import fsspec
 
     fs, root = fsspec.core.url_to_fs(f"{url_base}/c4s.zarr", **(options or {}))
-    fs.rm(f"{root}/{store.COMPLETE_MARKER}")
+    fs.rm(f"{root}{store.SIDECAR}/{store.COMPLETE_MARKER}")  # the marker is beside the store
     resume_verify = timed(lambda: store.write(ds, f"{url_base}/c4s.zarr",
                                               storage_options=options, mode="resume"))
     return [(where, n, mb, mb / base, mb / ours, ours, resume_done, resume_verify)]
