@@ -134,6 +134,16 @@ def _item_epsg(item: pystac.Item) -> int | None:
     return None
 
 
+def _sun_zenith(groups: Iterable[Sequence[_ItemPlan]]) -> np.ndarray:
+    """Mean sun zenith of each time step's items, degrees (float32; NaN where no item of
+    the step says)."""
+    out = []
+    for group in groups:
+        vals = [p.sun_zenith for p in group]
+        out.append(np.nan if all(np.isnan(vals)) else float(np.nanmean(vals)))
+    return np.asarray(out, dtype="float32")
+
+
 def _area(items: Any, plans: Sequence[_ItemPlan], bbox: Any) -> tuple[BaseGeometry, bool]:
     """Output area in lon/lat, and whether it came from the user (bbox or search AOI)."""
     if bbox is not None:
@@ -253,11 +263,8 @@ def _load_odc(
                            coords=coords)
         var.encoding["grid_mapping"] = "spatial_ref"
         variables[band] = var
-    sza = []
-    for group in plan.groups:
-        vals = [plans[i].sun_zenith for i in group]
-        sza.append(np.nan if all(np.isnan(vals)) else float(np.nanmean(vals)))
-    return xr.Dataset(variables), np.asarray(sza, dtype="float32")
+    sza = _sun_zenith([plans[i] for i in group] for group in plan.groups)
+    return xr.Dataset(variables), sza
 
 
 class _SafeStackstacReader(AutoParallelRioReader):  # type: ignore[misc]
@@ -476,11 +483,8 @@ def _load_stackstac_harmonised(
             ds[band] = _harmonise(ds[band], np.array([offs[i] for offs in per_time]))
         parts.append(ds.assign_coords(solar_day=("time", labels)))
     cube = parts[0] if len(parts) == 1 else _merge_parts(parts, bands).sortby("time")
-    sza = []
-    for d in cube["solar_day"].values:
-        vals = [p.sun_zenith for p in plans if p.solar_day == d]
-        sza.append(float(np.nanmean(vals)) if not all(np.isnan(vals)) else np.nan)
-    return cube.drop_vars("solar_day"), np.asarray(sza, dtype="float32")
+    sza = _sun_zenith([p for p in plans if p.solar_day == d] for d in cube["solar_day"].values)
+    return cube.drop_vars("solar_day"), sza
 
 
 def _nearest_day(t: np.datetime64, by_time: Mapping[np.datetime64, _ItemPlan]) -> np.datetime64:

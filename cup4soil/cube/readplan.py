@@ -7,7 +7,7 @@ odc-stac's item parsing, load configuration, solar-day grouping, rasterio reader
 but plans once per cube (:class:`ReadPlan`, a frozen object that travels to workers) and
 describes each band as a single lazy ``Blockwise`` layer. Any window of any time step can
 then be read straight from the plan, which is how SCMaP's block tasks read their input
-without a cube graph inside them (``scmap._PlanSource``).
+without a cube graph inside them (:class:`cup4soil.cube.windows.PlanWindows`).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from .._compat import fuser_for_nodata, resolve_dst_fill_value
 from ..sources import signing as _signing
 from . import kernels as _kernels
 
-__all__ = ["ReadPlan", "as_key", "lazy_band", "make_plan", "plan_of"]
+__all__ = ["ReadPlan", "as_key", "lazy_band", "make_plan", "plan_of", "splits"]
 
 #: Attribute set on a band's Dask layer: (plan, band). It marks arrays that are exactly a
 #: plan's output (xarray/dask operations make new layers under new names, without it).
@@ -172,7 +172,8 @@ def lazy_band(plan: ReadPlan, band: str, chunk: tuple[int, int], *,
     """
     n_t, ny, nx = plan.shape
     dtype = np.dtype(plan.cfg[band].dtype)
-    chunks = ((1,) * n_t, _splits(ny, chunk[0]), _splits(nx, chunk[1]))
+    chunks = ((1,) * n_t, tuple(b - a for a, b in splits(ny, chunk[0])),
+              tuple(b - a for a, b in splits(nx, chunk[1])))
     name = f"{band.lower()}-{plan.token}"
     key = as_key(plan) if key is None else key
     arr = dsa.map_blocks(_read_chunk, key, band, tuple(chunk), name=name, chunks=chunks,
@@ -204,5 +205,7 @@ def plan_of(arr: Any) -> tuple[ReadPlan, str] | None:
     return found
 
 
-def _splits(n: int, size: int) -> tuple[int, ...]:
-    return tuple(min(size, n - i) for i in range(0, n, size))
+def splits(n: int, size: int) -> list[tuple[int, int]]:
+    """``[(start, stop), ...]`` cutting ``range(n)`` into pieces of ``size`` (the last one
+    shorter): the chunks of a band, the blocks of a composite."""
+    return [(i, min(i + size, n)) for i in range(0, n, size)]
