@@ -18,17 +18,21 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeAlias
 
-import dask
 import dask.array as dsa
 import numpy as np
+from dask.base import compute, optimize
 from dask.delayed import Delayed
 
 from .readplan import ReadPlan
 
-__all__ = ["Batch", "FlatGraph", "GraphWindows", "PlanWindows", "WindowSource", "read_bytes"]
+__all__ = [
+    "AnyArray", "Batch", "FlatGraph", "GraphWindows", "PlanWindows", "WindowSource", "read_bytes",
+]
 
 #: ``(t0, {name: (k, y, x) array})``: ``k`` consecutive time slices from ``t0`` on.
 Batch: TypeAlias = tuple[int, dict[str, np.ndarray]]
+#: An array held in memory or computed lazily by Dask.
+AnyArray: TypeAlias = "np.ndarray | dsa.Array"
 #: Default bytes materialised per batch, and threads reading one batch.
 BATCH_BYTES = 8 * 2**20
 READ_THREADS = 4
@@ -161,8 +165,9 @@ class GraphWindows(WindowSource):
         for t0 in range(start, stop, k):
             t1 = min(stop, t0 + k)
             # Threads: GDAL reads release the GIL, so a block's slices are read in parallel.
-            values = dask.compute(*(self.arrays[n][t0:t1] for n in names),
-                                  scheduler="threads", num_workers=self.read_threads)
+            values = compute(  # type: ignore[no-untyped-call]
+                *(self.arrays[n][t0:t1] for n in names), scheduler="threads",
+                num_workers=self.read_threads)
             yield t0, {n: np.asarray(v) for n, v in zip(names, values, strict=True)}
 
 
@@ -181,7 +186,7 @@ class FlatGraph:
 
     @classmethod
     def of(cls, arr: dsa.Array) -> FlatGraph:
-        (opt,) = dask.optimize(arr)
+        (opt,) = optimize(arr)  # type: ignore[no-untyped-call]
         return cls(opt.name, dict(opt.__dask_graph__()), opt.chunks, opt.dtype)
 
     def window(self, y0: int, y1: int, x0: int, x1: int, t0: int = 0,
@@ -200,17 +205,19 @@ class FlatGraph:
         ix1 = int(np.searchsorted(self.x_edges, x1, side="left"))
         want = [(self.name, t, i, j) for t in range(it0, it1) for i in range(iy0, iy1)
                 for j in range(ix0, ix1)]
-        sub, _ = cull(self.dsk, want)
+        sub, _ = cull(self.dsk, want)  # type: ignore[no-untyped-call]
         name = f"{self.name}-w{it0}.{it1}.{iy0}.{iy1}.{ix0}.{ix1}"
         for t in range(it0, it1):
             for i in range(iy0, iy1):
                 for j in range(ix0, ix1):
                     new = (name, t - it0, i - iy0, j - ix0)
                     sub[new] = Alias(new, (self.name, t, i, j))
-        arr = dsa.Array(sub, name, chunks=(self.chunks[0][it0:it1], self.chunks[1][iy0:iy1],
-                                           self.chunks[2][ix0:ix1]), dtype=self.dtype)
+        arr = dsa.Array(  # type: ignore[no-untyped-call]
+            sub, name, chunks=(self.chunks[0][it0:it1], self.chunks[1][iy0:iy1],
+                               self.chunks[2][ix0:ix1]), dtype=self.dtype)
         ot, oy, ox = int(self.t_edges[it0]), int(self.y_edges[iy0]), int(self.x_edges[ix0])
-        return arr[t0 - ot:t1 - ot, y0 - oy:y1 - oy, x0 - ox:x1 - ox]
+        out: dsa.Array = arr[t0 - ot:t1 - ot, y0 - oy:y1 - oy, x0 - ox:x1 - ox]
+        return out
 
 
 def read_bytes(arr: dsa.Array, rows: tuple[int, int], cols: tuple[int, int]) -> int:
@@ -222,4 +229,4 @@ def read_bytes(arr: dsa.Array, rows: tuple[int, int], cols: tuple[int, int]) -> 
         first = np.searchsorted(edges, a, side="right") - 1
         last = np.searchsorted(edges, b, side="left")
         touched.append(int(edges[last] - edges[first]))
-    return touched[0] * touched[1] * arr.dtype.itemsize
+    return touched[0] * touched[1] * int(arr.dtype.itemsize)

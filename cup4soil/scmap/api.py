@@ -22,6 +22,7 @@ import numpy as np
 import xarray as xr
 from odc.geo.geobox import GeoBox
 
+from ..cube.windows import FlatGraph
 from ..errors import BandError, ParameterError, ThresholdError
 from ..sources.resources import DLR_THRESHOLD_URL, THRESHOLD_ENV
 from ..sources.sentinel2 import REFLECTANCE_BANDS, SCL
@@ -260,7 +261,8 @@ def _check_worldcover(worldcover: xr.DataArray | None, cube: xr.Dataset) -> xr.D
 
 def _composite_one(
     cube: xr.Dataset, thr: Threshold, wc: xr.DataArray | None, params: Params, geobox: GeoBox,
-    chunks: dict[str, int] | None, task_memory: int, *, flat: Any = None, t0: int = 0,
+    chunks: dict[str, int] | None, task_memory: int, *, flat: dict[str, FlatGraph] | None = None,
+    t0: int = 0,
     plan: Planned | None = None,
 ) -> xr.Dataset:
     """The products of one time range of the cube, with their coordinates and attributes."""

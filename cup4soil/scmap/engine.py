@@ -10,7 +10,7 @@ the block, and chains the passes, each a plain function of NumPy arrays:
 2. :func:`nmad_filter` -- SCMaP's outlier test on B02, strip by strip, clears the flags of
    outliers;
 3. :func:`counts` -- VPC, BSC, BSF, MASK;
-4. :func:`second_pass` -- the ten bands again, one time slice at a time, into combinable
+4. :func:`second_pass` -- the ten bands again, one time slice at a time, into
    moments of the bare and the valid observations;
 5. :func:`band_products` -- SRC, SRC_STD, SRC_CI95, MREF, MREF_STD.
 
@@ -170,7 +170,7 @@ def counts(vpc: np.ndarray, bsc: np.ndarray, below: np.ndarray,
            worldcover: np.ndarray | None, params: Params) -> dict[str, np.ndarray]:
     """VPC, BSC (0 below ``min_bare``), BSF and MASK of a block."""
     enough = bsc >= params.min_bare
-    out = {"VPC": vpc.astype(np.uint16)}
+    out: dict[str, np.ndarray] = {"VPC": vpc.astype(np.uint16)}
     out["BSC"] = np.where(enough, bsc, 0).astype(np.uint16)
     with np.errstate(divide="ignore", invalid="ignore"):
         out["BSF"] = np.where(enough & (vpc > 0), bsc / np.maximum(out["VPC"], 1),

@@ -14,11 +14,10 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-import dask
 import dask.array as dsa
 import numpy as np
 import xarray as xr
-from dask.delayed import Delayed
+from dask.delayed import Delayed, delayed
 from odc.geo.geobox import GeoBox
 
 from ..cube import readplan as _read
@@ -49,7 +48,8 @@ def cube_arrays(cube: xr.Dataset, params: Params) -> dict[str, dsa.Array]:
     """The ``(time, y, x)`` Dask arrays a composite reads: SCL, the bands, a per-pixel
     ``sza`` (NumPy-backed variables are wrapped, one chunk per time step)."""
     arrays = {n: cube[n].transpose("time", "y", "x").data for n in _names(cube, params)}
-    return {n: (a if isinstance(a, dsa.Array) else dsa.from_array(a, chunks=(1, -1, -1)))
+    return {n: (a if isinstance(a, dsa.Array)
+                else dsa.from_array(a, chunks=(1, -1, -1)))  # type: ignore[no-untyped-call]
             for n, a in arrays.items()}
 
 
@@ -126,16 +126,18 @@ def _windows(rows: tuple[int, int], cols: tuple[int, int], halo_rows: tuple[int,
     return BlockWindows(scl, bands, halo)
 
 
-def _layout(name: str, n_band: int, h: int, w: int) -> tuple[tuple[int, ...], type[Any]]:
+def _layout(name: str, n_band: int, h: int, w: int) -> tuple[tuple[int, ...], np.dtype[Any]]:
     if name in BAND_PRODUCTS:
-        return (n_band, h, w), np.float32
-    return (h, w), {"VPC": np.uint16, "BSC": np.uint16, "BSF": np.float32,
-                    "MASK": np.uint8}[name]
+        return (n_band, h, w), np.dtype(np.float32)
+    return (h, w), np.dtype({"VPC": np.uint16, "BSC": np.uint16, "BSF": np.float32,
+                             "MASK": np.uint8}[name])
 
 
 def _assemble(rows: list[list[dsa.Array]]) -> dsa.Array:
     """Tile per-block arrays (rows of blocks) back into one array over the last two axes."""
-    return dsa.concatenate([dsa.concatenate(row, axis=-1) for row in rows], axis=-2)
+    out: dsa.Array = dsa.concatenate(  # type: ignore[no-untyped-call]
+        [dsa.concatenate(row, axis=-1) for row in rows], axis=-2)  # type: ignore[no-untyped-call]
+    return out
 
 
 def block_graph(
@@ -172,11 +174,12 @@ def block_graph(
                                flat, plan)
             block = geobox[y0:y1, x0:x1]
             wc = worldcover.data[y0:y1, x0:x1] if worldcover is not None else None
-            task = dask.delayed(composite_block, pure=True)(
+            task = delayed(composite_block, pure=True)(
                 windows, threshold.restrict(block), block, wc, sza, params)
             for p in params.products:
                 shape, dtype = _layout(p, n_band, y1 - y0, x1 - x0)
-                row[p].append(dsa.from_delayed(task[p], shape=shape, dtype=dtype))
+                row[p].append(dsa.from_delayed(  # type: ignore[no-untyped-call]
+                    task[p], shape=shape, dtype=dtype))
         for p in params.products:
             blocks[p].append(row[p])
     return {p: _assemble(blocks[p]) for p in params.products}

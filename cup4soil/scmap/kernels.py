@@ -24,7 +24,8 @@ def scl_in(scl: np.ndarray, classes: Iterable[int]) -> np.ndarray:
     """Boolean array: SCL value is one of ``classes`` (a 256-entry lookup, fast for uint8)."""
     lut = np.zeros(256, dtype=bool)
     lut[list(classes)] = True
-    return lut[np.clip(scl, 0, 255).astype(np.intp)]
+    out: np.ndarray = lut[np.clip(scl, 0, 255).astype(np.intp)]
+    return out
 
 
 def dilate(mask: np.ndarray, radius: int) -> np.ndarray:
@@ -36,7 +37,9 @@ def dilate(mask: np.ndarray, radius: int) -> np.ndarray:
     if radius <= 0:
         return mask.astype(bool, copy=True)
     size = (1,) * (mask.ndim - 2) + (2 * radius + 1, 2 * radius + 1)
-    return ndimage.maximum_filter(mask.astype(np.uint8), size=size, mode="constant", cval=0) > 0
+    out: np.ndarray = ndimage.maximum_filter(mask.astype(np.uint8), size=size,
+                                             mode="constant", cval=0) > 0
+    return out
 
 
 def cloud_buffer(scl: np.ndarray, radius: int, cloud_scl: Iterable[int] = CLOUD_SCL) -> np.ndarray:
@@ -68,12 +71,14 @@ def normalized_difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     b = b.astype(np.float32)
     den = a + b
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(den != 0, (a - b) / den, np.float32(np.nan)).astype(np.float32)
+        out: np.ndarray = np.where(den != 0, (a - b) / den, np.float32(np.nan)).astype(np.float32)
+    return out
 
 
 def pvir2(b04: np.ndarray, b08: np.ndarray, b12: np.ndarray) -> np.ndarray:
     """PVIR2 = NDVI + NBR with NDVI = (B08 - B04)/(B08 + B04), NBR = (B08 - B12)/(B08 + B12)."""
-    return normalized_difference(b08, b04) + normalized_difference(b08, b12)
+    out: np.ndarray = normalized_difference(b08, b04) + normalized_difference(b08, b12)
+    return out
 
 
 #: No halo: every input covers the same pixels.
@@ -131,7 +136,7 @@ def observe_valid(
     if top or bottom or left or right:
         core = (..., slice(top, scl.shape[-2] - bottom), slice(left, scl.shape[-1] - right))
         clouds, scl = clouds[core], scl[core]
-    valid = ~(scl_in(scl, invalid_scl) | any_nodata(*bands) | clouds)
+    valid: np.ndarray = ~(scl_in(scl, invalid_scl) | any_nodata(*bands) | clouds)
     if sza is not None:
         with np.errstate(invalid="ignore"):
             valid &= ~(np.asarray(sza) > max_sun_zenith)
@@ -199,7 +204,8 @@ def masked_median(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
     b = np.take_along_axis(data, hi[None], axis=0)[0].astype(np.float64)
     with np.errstate(invalid="ignore"):
         med = (a + b) / 2
-    return np.where(n > 0, med, np.nan)
+    out: np.ndarray = np.where(n > 0, med, np.nan)
+    return out
 
 
 def nmad_upper_limit(b02: np.ndarray, mask: np.ndarray, sigma: float,
@@ -227,7 +233,8 @@ def nmad_upper_limit(b02: np.ndarray, mask: np.ndarray, sigma: float,
 
 
 class Moments:
-    """Combinable per-pixel count, mean and sum of squared deviations (Welford/Chan).
+    """Per-pixel count, mean and sum of squared deviations, updated one observation at a
+    time (Welford).
 
     Numerically stable where raw sums of squares of DNs (~10^7 each) would lose the small
     variance of a bare soil pixel.
@@ -256,7 +263,9 @@ class Moments:
     def std(self) -> np.ndarray:
         """Sample standard deviation (n - 1, like openEO's ``sd``); NaN where n < 2."""
         with np.errstate(divide="ignore", invalid="ignore"):
-            return np.where(self.n >= 2, np.sqrt(np.maximum(self.m2, 0) / (self.n - 1)), np.nan)
+            out: np.ndarray = np.where(self.n >= 2, np.sqrt(np.maximum(self.m2, 0) / (self.n - 1)),
+                                       np.nan)
+        return out
 
 
 # ------------------------------------------------------------------------- packed time flags
@@ -274,7 +283,8 @@ def flags_set(bits: np.ndarray, t: int, mask: np.ndarray) -> None:
 
 def flags_get(bits: np.ndarray, t: int) -> np.ndarray:
     """The flags of scene ``t`` as a boolean (y, x) array."""
-    return ((bits[t >> 3] >> np.uint8(t & 7)) & 1).astype(bool)
+    out: np.ndarray = ((bits[t >> 3] >> np.uint8(t & 7)) & 1).astype(bool)
+    return out
 
 
 def flags_unpack(bits: np.ndarray, n_time: int, rows: slice) -> np.ndarray:

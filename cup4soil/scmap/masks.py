@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeAlias
 
 import dask.array as dsa
 import numpy as np
 import xarray as xr
 
+from ..cube.windows import AnyArray
 from ..errors import BandError, ParameterError
 from ..sources import sentinel2 as _s2meta
 from . import kernels as _kernels
@@ -25,6 +26,8 @@ __all__ = ["cloud_buffer_pixels", "valid", "valid_pixel_count"]
 
 #: Bits of the observation codes :func:`observe_lazy` makes when given a threshold.
 VALID_BIT, BARE_BIT = np.uint8(1), np.uint8(2)
+#: What ``map_blocks`` tells a block function about the blocks (``None``: the output's).
+BlockInfo: TypeAlias = dict[int | None, dict[str, Any]]
 
 
 def _resolution(cube: xr.Dataset | xr.DataArray) -> float:
@@ -104,7 +107,7 @@ def valid_pixel_count(cube: xr.Dataset, **kwargs: object) -> xr.DataArray:
 def _observe_block(
     scl: np.ndarray, *arrays: np.ndarray, names: tuple[str, ...], layout: tuple[bool, bool, bool],
     radius: int, sza: np.ndarray | None, max_sun_zenith: float, invalid_scl: tuple[int, ...],
-    cloud_scl: tuple[int, ...], block_info: dict[Any, Any] | None = None,
+    cloud_scl: tuple[int, ...], block_info: BlockInfo | None = None,
 ) -> np.ndarray:
     """The observation rule on one block. ``scl`` has a halo of ``radius`` pixels on each
     side that has a neighbouring block (``map_overlap`` with ``boundary="none"``); the
@@ -141,8 +144,8 @@ def observe_lazy(
     buffer_m: float = 100.0,
     max_sun_zenith: float = 70.0,
     bands: Sequence[str] | None = None,
-    threshold: Any = None,
-    landcover: Any = None,
+    threshold: AnyArray | None = None,
+    landcover: AnyArray | None = None,
     invalid_scl: Sequence[int] = _kernels.INVALID_SCL,
     cloud_scl: Sequence[int] = _kernels.CLOUD_SCL,
 ) -> tuple[xr.DataArray, xr.DataArray | None]:
@@ -173,7 +176,8 @@ def observe_lazy(
     else:
         valid_data = (data & VALID_BIT) != 0
         bare = xr.DataArray((data & BARE_BIT) != 0, coords=scl.coords, dims=scl.dims,
-                            name="bare")
+                            name="bare", attrs={"long_name": "SCMaP bare-soil observation "
+                                                "(before the NMAD outlier test)"})
     mask = xr.DataArray(valid_data, coords=scl.coords, dims=scl.dims, name="valid")
     mask.attrs = ({
         "long_name": "SCMaP valid observation",
@@ -188,8 +192,9 @@ def observe_lazy(
 
 def _observe_array(
     cube: xr.Dataset, *, bands: Sequence[str], radius: int, max_sun_zenith: float,
-    threshold: Any, landcover: Any, invalid_scl: tuple[int, ...], cloud_scl: tuple[int, ...],
-) -> Any:
+    threshold: AnyArray | None, landcover: AnyArray | None, invalid_scl: tuple[int, ...],
+    cloud_scl: tuple[int, ...],
+) -> AnyArray:
     """The array behind :func:`observe_lazy`: validity (bool), or with a threshold the
     codes ``VALID_BIT | BARE_BIT`` (uint8), over ``SCL``'s dimensions and chunks."""
     scl = cube["SCL"]
@@ -218,10 +223,17 @@ def _observe_array(
     chunks = scl.data.chunks
     # Chunks at least as large as the halo, so that only SCL needs an overlap and every
     # array keeps the same blocks.
-    grown = (chunks[0], *(ensure_minimum_chunksize(max(radius, 1), c) for c in chunks[1:]))
-    args = [scl.data.rechunk(grown), *(dsa.asarray(a).rechunk(grown) for a in band_data),
-            *(dsa.asarray(a).rechunk(grown[-a.ndim:]) for a in extra)]
+    grown = (chunks[0], *(ensure_minimum_chunksize(  # type: ignore[no-untyped-call]
+        max(radius, 1), c) for c in chunks[1:]))
+    args = [_rechunk(a, grown[-a.ndim:]) for a in (scl.data, *band_data, *extra)]
     depth = [{0: 0, 1: radius, 2: radius}] + [0] * (len(args) - 1)
-    data = dsa.map_overlap(_observe_block, *args, depth=depth, boundary="none", trim=False,
-                           dtype=dtype, meta=np.empty((0, 0, 0), dtype), **kwargs)
-    return data.rechunk(chunks) if grown != chunks else data
+    data = dsa.map_overlap(  # type: ignore[no-untyped-call]
+        _observe_block, *args, depth=depth, boundary="none", trim=False, dtype=dtype,
+        meta=np.empty((0, 0, 0), dtype), **kwargs)
+    return _rechunk(data, chunks)
+
+
+def _rechunk(arr: AnyArray, chunks: tuple[tuple[int, ...], ...]) -> dsa.Array:
+    """``arr`` as a Dask array with ``chunks`` (unchanged if it has them)."""
+    out: dsa.Array = dsa.asarray(arr)  # type: ignore[no-untyped-call]
+    return out if out.chunks == chunks else out.rechunk(chunks)  # type: ignore[no-untyped-call]

@@ -16,13 +16,14 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeAlias, runtime_checkable
+from typing import Protocol, TypeAlias, runtime_checkable
 
 import numpy as np
 import xarray as xr
 from affine import Affine
 from odc.geo.geobox import GeoBox
 
+from ..cube.windows import AnyArray
 from ..errors import ParameterError, ThresholdError
 from ..sources import resources as _resources
 
@@ -70,7 +71,7 @@ class GridThreshold:
     looks into dataclasses), so the task receives NumPy values.
     """
 
-    data: Any  # (y, x) float32, numpy.ndarray or dask.array.Array
+    data: AnyArray  # (y, x) float32
     geobox: GeoBox
 
     def on(self, geobox: GeoBox) -> np.ndarray:
@@ -205,7 +206,7 @@ def as_threshold(threshold: ThresholdLike, geobox: GeoBox) -> Threshold:
     )
 
 
-def threshold_array(threshold: Threshold, geobox: GeoBox) -> Any:
+def threshold_array(threshold: Threshold, geobox: GeoBox) -> AnyArray:
     """The threshold over all of ``geobox``: lazy if it is a Dask-backed grid threshold."""
     if isinstance(threshold, GridThreshold) and threshold.geobox == geobox:
         return threshold.data
