@@ -110,7 +110,7 @@ def _observe_block(
     cloud_scl: tuple[int, ...], block_info: BlockInfo | None = None,
 ) -> np.ndarray:
     """The observation rule on one block. ``scl`` has a halo of ``radius`` pixels on each
-    side that has a neighbouring block (``map_overlap`` with ``boundary="none"``); the
+    side that has a neighbouring block (dask's ``overlap`` with ``boundary="none"``); the
     other arrays have none. Returns validity (bool), or with a threshold the codes
     ``VALID_BIT | BARE_BIT`` (uint8)."""
     it = iter(arrays)
@@ -217,18 +217,22 @@ def _observe_array(
     if not isinstance(scl.data, dsa.Array):
         return _observe_block(np.asarray(scl.data), *(np.asarray(a) for a in band_data),
                               *(np.asarray(a) for a in extra), **kwargs)
-    from dask.array.overlap import ensure_minimum_chunksize
+    from dask.array.overlap import ensure_minimum_chunksize, overlap
 
     dtype = bool if threshold is None else np.uint8
     chunks = scl.data.chunks
     # Chunks at least as large as the halo, so that only SCL needs an overlap and every
-    # array keeps the same blocks.
+    # array keeps the same blocks. (Rarely needed: a last chunk narrower than the buffer;
+    # then every input is rechunked, which costs graph size, not results.)
     grown = (chunks[0], *(ensure_minimum_chunksize(  # type: ignore[no-untyped-call]
         max(radius, 1), c) for c in chunks[1:]))
-    args = [_rechunk(a, grown[-a.ndim:]) for a in (scl.data, *band_data, *extra)]
-    depth = [{0: 0, 1: radius, 2: radius}] + [0] * (len(args) - 1)
-    data = dsa.map_overlap(  # type: ignore[no-untyped-call]
-        _observe_block, *args, depth=depth, boundary="none", trim=False, dtype=dtype,
+    scl_data = _rechunk(scl.data, grown)
+    if radius > 0:  # SCL's halo only: the bands stay fusable with their reads
+        scl_data = overlap(scl_data, depth={0: 0, 1: radius, 2: radius},  # type: ignore[no-untyped-call]
+                           boundary="none")
+    args = [_rechunk(a, grown[-a.ndim:]) for a in (*band_data, *extra)]
+    data = dsa.map_blocks(  # type: ignore[no-untyped-call]
+        _observe_block, scl_data, *args, chunks=grown, dtype=dtype,
         meta=np.empty((0, 0, 0), dtype), **kwargs)
     return _rechunk(data, chunks)
 
