@@ -90,7 +90,7 @@ def main() -> None:
     # baseline: the same cube through odc-stac's own graph builder (one task per chunk)
     import odc.stac
 
-    from cup4soil import cube as cube_mod
+    from cup4soil.cube import load as cube_mod
 
     bands = list(cube.data_vars)
     t3 = time.perf_counter()
