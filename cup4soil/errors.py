@@ -58,8 +58,9 @@ __all__ = [
 # Query strings of signed URLs carry credentials (Azure SAS ``sig=``, S3 ``X-Amz-Signature``):
 # any ``?key=value...`` attached to a URL or path is removed.
 _QUERY = re.compile(r"(?P<url>[^\s?'\"]+)\?(?=[^\s'\"]*=)[^\s'\"]*")
-# User information of a URL: ``scheme://user:password@host``.
-_USERINFO = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.\-]*://)[^/\s@'\"<>]+@")
+# User information of a URL: ``scheme://user:password@host`` (also once a path
+# normalisation has made the ``//`` a ``/``).
+_USERINFO = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.\-]*:/{1,2})[^/\s@'\"<>]+@")
 # ``Authorization: Basic ...`` and other credential-carrying headers or ``name=value`` pairs
 # (also as quoted dict items, as libraries log request headers and options).
 _PAIR = re.compile(
@@ -200,7 +201,7 @@ class Cup4SoilError(Exception):
 
     # The chain as Python code (tblib, traceback, IPython) sees it: cup4soil errors only.
     @property
-    def __cause__(self) -> BaseException | None:  # type: ignore[override]
+    def __cause__(self) -> BaseException | None:
         cause = _CAUSE.__get__(self, type(self))
         return cause if isinstance(cause, Cup4SoilError) else None
 
@@ -209,7 +210,7 @@ class Cup4SoilError(Exception):
         _CAUSE.__set__(self, value)
 
     @property
-    def __context__(self) -> BaseException | None:  # type: ignore[override]
+    def __context__(self) -> BaseException | None:
         context = _CONTEXT.__get__(self, type(self))
         return context if isinstance(context, Cup4SoilError) else None
 
