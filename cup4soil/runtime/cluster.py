@@ -73,6 +73,11 @@ def _check_workers(client: Any, required: Sequence[str]) -> dict[str, Any]:
 def _shutdown(cluster: Any) -> None:
     with contextlib.suppress(Exception):  # already closed, or interpreter shutdown
         cluster.close()
+    gateway = getattr(cluster, "gateway", None)  # a Dask-Gateway cluster's own client
+    if gateway is not None and hasattr(gateway, "_loop_runner"):
+        # cluster.close() closed it; its __del__ would close it again once its loop has
+        # stopped, printing "Exception ignored in Gateway.__del__" at interpreter exit.
+        gateway.close = lambda: None
 
 
 @functools.cache
