@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from cup4soil import store
 from cup4soil.cli import main
 from cup4soil.cli.main import build_parser
-
-from _store_writer import product
 
 
 def _err(capsys) -> str:
@@ -56,19 +53,6 @@ def test_every_writing_command_takes_zarr_format():
         assert p.parse_args(argv).zarr_format == 3
     with pytest.raises(SystemExit):
         p.parse_args(["demo", "--zarr-format", "4"])
-
-
-def test_predict_onto_a_folder_of_other_files_keeps_it(tmp_path, capsys):
-    out = tmp_path / "results"
-    out.mkdir()
-    (out / "thesis.docx").write_bytes(b"years of work")
-    cov = tmp_path / "cov.zarr"
-    store.write(product(), str(cov))
-    code = main(["predict", str(tmp_path / "no-model"), "--covariates", str(cov),
-                 "--out", str(out), "--overwrite"])
-    assert code == 2
-    assert (out / "thesis.docx").read_bytes() == b"years of work"
-    capsys.readouterr()
 
 
 @pytest.mark.parametrize("overwrite", [[], ["--overwrite"]])
