@@ -14,6 +14,7 @@ import logging
 import os
 import pickle
 import sys
+import threading
 
 import numpy as np
 import pytest
@@ -47,7 +48,7 @@ def _raised_from_unpicklable(cls: type, *args: str) -> Cup4SoilError:
     try:
         try:
             raise _Unpicklable(1, f"read failed: https://x/B04.tif?sig={SECRET}",
-                               handle=lambda: None)
+                               handle=threading.Lock())
         except _Unpicklable as exc:
             raise cls(*args) from exc
     except Cup4SoilError as err:

@@ -279,14 +279,15 @@ def test_two_writers_on_s3_one_refuses(s3_bucket):
     bucket, options = s3_bucket
     url = f"{bucket}/p.zarr"
     slow = product()
-    started = threading.Event()
+    started, release = threading.Event(), threading.Event()
 
     def block(x):
         started.set()
-        time.sleep(0.3)  # the first writer is still running when the second arrives
+        release.wait(60)  # the first writer holds on until the second has been refused
         return x
 
-    slow["soc"] = slow.soc.copy(data=slow.soc.data.map_blocks(block, dtype=np.float32))
+    slow["soc"] = slow.soc.copy(data=slow.soc.data.map_blocks(
+        block, meta=np.array((), np.float32)))  # meta given: no call while building
     errors: list[BaseException] = []
 
     def first():
@@ -298,9 +299,12 @@ def test_two_writers_on_s3_one_refuses(s3_bucket):
 
     t = threading.Thread(target=first)
     t.start()
-    assert started.wait(60)
-    with pytest.raises(ProductLockedError, match="being written by"):
-        store.write(product(), url, storage_options=options, mode="w")
+    try:
+        assert started.wait(60)
+        with pytest.raises(ProductLockedError, match="being written by"):
+            store.write(product(), url, storage_options=options, mode="w")
+    finally:
+        release.set()
     t.join(120)
     assert not errors, errors
     np.testing.assert_array_equal(store.open(url, storage_options=options).soc.values,
