@@ -254,7 +254,7 @@ def _open_target(fs: Any, root: str, url: str, options: dict[str, Any],
     try:
         if found.kind == "product":
             plan = _plan(fs, found.sidecar)
-            started = bool(plan) and plan.get("state", "regions") != "template"
+            started = plan is not None and plan.get("state", "regions") != "template"
             if mode == "resume" and found.store and started:
                 return (target(found.sidecar), found.sidecar,
                         _resume(fs, found.sidecar, plan, layout, target(found.sidecar),
@@ -297,6 +297,9 @@ def _resume(fs: Any, sidecar: Sidecar, plan: dict[str, Any] | None, layout: _Lay
     if isinstance(marker, dict) and marker.get("complete"):
         return None
     fs.makedirs(sidecar.regions, exist_ok=True)  # local filesystems need the folder
+    for p in fs.ls(sidecar.regions, detail=False, refresh=True):
+        if str(p).endswith(".tmp"):  # a manifest whose writer was killed mid-write
+            fs.rm_file(p)
     return done_regions(fs, target, layout.regions, layout.names, layout.positions, verify)
 
 
