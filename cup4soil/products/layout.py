@@ -255,13 +255,13 @@ def inspect(fs: Any, root: str) -> Found:
         return Found("product", found, store)
     names = _names(fs, root) if fs.exists(root) else []
     if names:
-        return Found(FOREIGN, sidecar, store, tuple(names))
+        return Found("foreign", sidecar, store, tuple(names))
     # Nothing at the URL: the sidecar prefix must be ours (or absent) too.
     others = [n for n in _names(fs, sidecar.prefix)
               if n not in (PLAN, REGIONS, COMPLETE_MARKER, STAC_ITEM, LEASE)
               and not n.startswith(f"{LEASE}.")]
     if others:
-        return Found(FOREIGN, sidecar, False,
+        return Found("foreign", sidecar, False,
                      tuple(f"{sidecar.prefix.rsplit('/', 1)[-1]}/{n}" for n in others))
     return Found("absent", sidecar)
 
@@ -296,7 +296,8 @@ def foreign_objects(fs: Any, root: str, sidecar: Sidecar) -> tuple[list[str], li
              if r.rsplit("/", 1)[-1] in ("zarr.json", ".zarray", ".zgroup") and "/" in r}
     legacy = {v.rsplit("/", 1)[-1] for v in (sidecar.plan, sidecar.marker, sidecar.stac_item)
               } if sidecar.legacy else set()
-    ours, other = [], []
+    ours: list[str] = []
+    other: list[str] = []
     for p, r in rel.items():
         name = r.split("/", 1)[0]
         ok = (r in _ZARR_ROOT or r in legacy

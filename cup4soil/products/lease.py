@@ -262,7 +262,7 @@ class Lease:
         self.url = redact(url)
         self.timeout = float(timeout)
         pid = os.getpid()
-        self.owner = {"host": socket.gethostname(), "pid": pid,
+        self.owner: dict[str, Any] = {"host": socket.gethostname(), "pid": pid,
                       "started": _process_start(pid), "token": uuid.uuid4().hex}
         self._seen: _Seen | None = None
         self._lost: str | None = None
@@ -322,7 +322,7 @@ class Lease:
         if not self._mine(self._seen.record):  # pragma: no cover - taken in between
             raise self._refusal(self._seen.record or {})
         self._thread = threading.Thread(target=self._heartbeat, daemon=True,
-                                        name=f"cup4soil-lease-{self.owner['token'][:8]}")
+                                        name=f"cup4soil-lease-{str(self.owner['token'])[:8]}")
         self._thread.start()
         return self
 

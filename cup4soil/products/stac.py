@@ -84,7 +84,7 @@ def item_of(ds: xr.Dataset, url: str, dims: tuple[str, str],
     import pystac
     from pystac.extensions.datacube import DatacubeExtension, Dimension, Variable
     from pystac.extensions.projection import ProjectionExtension
-    from pystac.extensions.raster import DataType, RasterBand, RasterExtension
+    from pystac.extensions.raster import DataType, NoDataStrings, RasterBand, RasterExtension
     from pystac.extensions.xarray_assets import XarrayAssetsExtension
     from shapely.geometry import box, mapping
 
@@ -125,8 +125,8 @@ def item_of(ds: xr.Dataset, url: str, dims: tuple[str, str],
                               title="Zarr store" + (f" (v{zarr_format})" if zarr_format
                                                     else ""))
     item.add_asset("zarr", zarr_asset)
-    XarrayAssetsExtension.ext(zarr_asset, add_if_missing=True).open_kwargs = dict(
-        ZARR_OPEN_KWARGS)
+    xarray_assets: Any = XarrayAssetsExtension.ext(zarr_asset, add_if_missing=True)
+    xarray_assets.open_kwargs = dict(ZARR_OPEN_KWARGS)  # (AssetXarrayAssetsExtension)
     for var, href in (cogs or {}).items():
         asset = pystac.Asset(href=redact(href), media_type=pystac.MediaType.COG,
                              roles=["data"], title=var)
@@ -134,11 +134,13 @@ def item_of(ds: xr.Dataset, url: str, dims: tuple[str, str],
         base = ds.get(var)
         if base is None:
             continue
-        nodata = base.attrs.get("nodata")
-        if isinstance(nodata, str) or (isinstance(nodata, float) and np.isnan(nodata)):
-            nodata = "nan"
-        elif nodata is None and np.issubdtype(base.dtype, np.floating):
-            nodata = "nan"  # the COG's nodata (cog.py)
+        declared = base.attrs.get("nodata")
+        nodata: float | NoDataStrings | None
+        if isinstance(declared, str) or (isinstance(declared, float) and np.isnan(declared)) \
+                or (declared is None and np.issubdtype(base.dtype, np.floating)):
+            nodata = NoDataStrings.NAN  # also the COG's nodata for floats (cog.py)
+        else:
+            nodata = None if declared is None else float(declared)
         RasterExtension.ext(asset, add_if_missing=True).apply(bands=[RasterBand.create(
             nodata=nodata, unit=str(base.attrs.get("units", "")),
             data_type=DataType(_RASTER_TYPES[str(base.dtype)])
