@@ -17,7 +17,8 @@ do -- all from STAC metadata, never reading a pixel:
 - **pixel-observations**: tile pixels x time steps -- the unit of the SCMaP engine's work;
 - **tasks**: blocks x (bands x time steps (reads) + :data:`SCMAP_TASKS_PER_BLOCK`) + one
   write task per block;
-- **CPU-seconds / peak memory**: pixel-observations x :data:`CPU_SECONDS_PER_PIXEL_OBS`;
+- **CPU-seconds / peak memory**: :data:`TILE_OVERHEAD_SECONDS` + pixel-observations x
+  :data:`CPU_SECONDS_PER_PIXEL_OBS`;
   block pixel-observations x :data:`PEAK_BYTES_PER_BLOCK_PIXEL_OBS` + :data:`BASE_MEMORY`
   (constants measured by ``benchmarks/tiles.py``);
 - **output bytes**: tile pixels x the uncompressed bytes per pixel of the composite's
@@ -55,17 +56,25 @@ from . import grid
 
 __all__ = [
     "BASE_MEMORY", "CPU_SECONDS_PER_PIXEL_OBS", "PEAK_BYTES_PER_BLOCK_PIXEL_OBS",
-    "SCHEMA_VERSION", "SCMAP_TASKS_PER_BLOCK", "Plan", "Projection", "TilePlan", "plan",
+    "SCHEMA_VERSION", "SCMAP_TASKS_PER_BLOCK", "TILE_OVERHEAD_SECONDS", "Plan", "Projection",
+    "TilePlan", "plan",
 ]
 
 #: Version of the ``plan.json`` schema written by this module.
 SCHEMA_VERSION = 1
 
-# Per-pixel-observation costs of one tile's composite (load_s2 + scmap.composite + write),
-# measured by ``python benchmarks/tiles.py`` (synthetic archive, connect("local"), one
-# worker, one thread; see docs/benchmarks.md for the machine and its load).
+# Costs of one tile's composite (load_s2 + scmap.composite + write): a fixed cost per tile
+# (graph building, scheduling, metadata, opening COGs for small windows) plus a cost per
+# pixel-observation. CPU_SECONDS_PER_PIXEL_OBS is the SCMaP engine's steady throughput from
+# COGs, 112 k pixel-observations/s per core (``python benchmarks/scmap.py``, docs/
+# benchmarks.md); TILE_OVERHEAD_SECONDS and the memory constants were measured by
+# ``python benchmarks/tiles.py`` (1 km tiles of the synthetic archive on
+# connect("local"), one worker, one thread; the machine and its load are in
+# docs/benchmarks.md).
 #: CPU-seconds per pixel-observation (one output pixel of one time step, all bands).
-CPU_SECONDS_PER_PIXEL_OBS = 2.0e-6
+CPU_SECONDS_PER_PIXEL_OBS = 1 / 112_000
+#: CPU-seconds per tile besides its pixel-observations.
+TILE_OVERHEAD_SECONDS = 8.0
 #: Peak worker memory per pixel-observation of one block (bytes).
 PEAK_BYTES_PER_BLOCK_PIXEL_OBS = 60.0
 #: Worker memory before any block is loaded (interpreter, libraries), bytes.
@@ -481,7 +490,7 @@ def plan(
             code=grid.short_code(size_m, e, nn), long_code=grid.long_code(size_m, e, nn),
             groups=key, items=n_items, times=n_t, bytes_read=round(bytes_read),
             pixel_observations=pix_obs, tasks=tasks,
-            cpu_seconds=pix_obs * CPU_SECONDS_PER_PIXEL_OBS,
+            cpu_seconds=TILE_OVERHEAD_SECONDS + pix_obs * CPU_SECONDS_PER_PIXEL_OBS,
             memory_bytes=int(BASE_MEMORY + PEAK_BYTES_PER_BLOCK_PIXEL_OBS * block * block
                              * n_t),
             output_bytes=tile_px * out_px))
