@@ -105,5 +105,7 @@ def test_countries_geojson_and_files(tmp_path) -> None:
     assert all(isinstance(t.geobox, GeoBox) for t in by_file)
     with pytest.raises(AOIError, match="EU27 countries"):
         grid.tiles("Atlantis")
+    with pytest.raises(AOIError, match="larger tile size"):
+        grid.tiles("EU27", size="1km")
     with pytest.raises(AOIError, match="LAEA Europe"):
         grid.tiles((-179, -60, -170, -50))

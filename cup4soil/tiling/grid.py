@@ -50,6 +50,8 @@ _SHORT = re.compile(r"^(?P<size>1|10|100)km[Ee](?P<e>\d+)[Nn](?P<n>\d+)$")
 _LONG = re.compile(r"^CRS3035RES(?P<res>\d+)m[Nn](?P<n>\d+)[Ee](?P<e>\d+)$", re.IGNORECASE)
 # Largest cell index cup4soil accepts: LAEA Europe's valid area ends well before 10 000 km.
 _MAX_M = 10_000_000
+# Most cells of one cover (the whole EU27 bounding box holds ~0.3 M cells of 10 km).
+_MAX_CELLS = 5_000_000
 
 
 def _size_m(size: str | int) -> int:
@@ -266,6 +268,10 @@ def cover(geom_3035: BaseGeometry, size_m: int) -> Iterable[tuple[int, int]]:
                        f"above {_MAX_M // 1000} km); give an AOI in Europe.")
     e0, n0 = math.floor(x0 / size_m), math.floor(y0 / size_m)
     e1, n1 = math.ceil(x1 / size_m), math.ceil(y1 / size_m)
+    if (e1 - e0) * (n1 - n0) > _MAX_CELLS:
+        raise AOIError(f"the AOI's bounding box holds {(e1 - e0) * (n1 - n0):,} cells of "
+                       f"{_NAMES[size_m]}, more than cup4soil plans at once ({_MAX_CELLS:,}); "
+                       "use a larger tile size or split the AOI.")
     grid_e, grid_n = np.meshgrid(np.arange(e0, e1), np.arange(n0, n1))
     es, ns = grid_e.ravel(), grid_n.ravel()
     boxes = shapely.box(es * size_m, ns * size_m, (es + 1) * size_m, (ns + 1) * size_m)
