@@ -464,7 +464,10 @@ def _run_client(client: Any, todo: Sequence[str], tasks: Callable[[str], list[An
             if fut.status == "finished":
                 settle(code, True, running=len(futures))
             else:
-                exc = fut.exception()
+                try:  # "error": the task's exception; "cancelled" (a worker lost): its own
+                    exc = fut.exception()
+                except BaseException as lost:
+                    exc = lost
                 if attempts[code] <= retries:
                     log.warning("tile %s failed (attempt %d of %d): %s", code, attempts[code],
                                 retries + 1, _reason(exc))
