@@ -106,18 +106,10 @@ def eu27_items(revisit_days: int, years: tuple[int, int] = (2018, 2022)) -> list
     return out
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--smoke", action="store_true", help="tiny sizes (a smoke test)")
-    ap.add_argument("--revisit", type=int, default=None,
-                    help="days between synthetic EU27 scenes per footprint (default 10)")
-    args = ap.parse_args()
-    load = os.getloadavg()
-    print(f"load average: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} cores")
-
-    # --- 1. runs on a local cluster ---------------------------------------------------
+def runs(smoke: bool) -> None:
+    """1.: plan and run the synthetic archive on 1 (and 2) local workers; print."""
     root = Path(os.environ.get("CUP4SOIL_BENCH_DATA", tempfile.mkdtemp(prefix="c4s-tiles-")))
-    if args.smoke:
+    if smoke:
         cat = make_catalog(root / "sample-smoke", size=80, years=(2021, 2022),
                            scenes_per_year=3, seed=7)
         sizes = (1,)
@@ -144,17 +136,32 @@ def main() -> None:
     # one worker, one thread: wall time = CPU time of the tiles (plus the driver's share)
     per_tile = one["wall"] / one["tiles"]
     overhead = per_tile - one["pixel_obs"] / one["tiles"] * plan_module.CPU_SECONDS_PER_PIXEL_OBS
-    block_obs = one["chunk"] ** 2 * one["times"]
-    mem_const = max(one["peak"] - one["idle"], 0) / block_obs
+    tile_mem = max(one["peak"] - one["idle"], 0)  # small blocks: the fixed part dominates
     print("\ncost constants (cup4soil/tiling/plan.py)   stored        measured now")
     print(f"{'seconds per tile (fixed part)':38}{plan_module.TILE_OVERHEAD_SECONDS:>12.3g}"
           f"{overhead:>18.3g}")
     print(f"{'CPU-s per pixel-observation (scmap)':38}"
           f"{plan_module.CPU_SECONDS_PER_PIXEL_OBS:>12.3g}{'(benchmarks/scmap.py)':>22}")
-    print(f"{'peak bytes per block pixel-obs':38}"
-          f"{plan_module.PEAK_BYTES_PER_BLOCK_PIXEL_OBS:>12.3g}{mem_const:>18.3g}")
+    print(f"{'tile memory above idle, MiB':38}"
+          f"{plan_module.TILE_MEMORY / 2**20:>12.0f}{tile_mem / 2**20:>18.0f}")
     print(f"{'idle worker memory, MiB':38}{plan_module.BASE_MEMORY / 2**20:>12.0f}"
           f"{one['idle'] / 2**20:>18.0f}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes (a smoke test)")
+    ap.add_argument("--revisit", type=int, default=None,
+                    help="days between synthetic EU27 scenes per footprint (default 10)")
+    ap.add_argument("--plan-only", action="store_true",
+                    help="skip the runs (1.): EU27 planning and projection only")
+    args = ap.parse_args()
+    load = os.getloadavg()
+    print(f"load average: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} cores")
+
+    # --- 1. runs on a local cluster ---------------------------------------------------
+    if not args.plan_only:
+        runs(args.smoke)
 
     # --- 2. planning EU27 -------------------------------------------------------------
     revisit = args.revisit or (60 if args.smoke else 10)

@@ -19,8 +19,8 @@ do -- all from STAC metadata, never reading a pixel:
   write task per block;
 - **CPU-seconds / peak memory**: :data:`TILE_OVERHEAD_SECONDS` + pixel-observations x
   :data:`CPU_SECONDS_PER_PIXEL_OBS`;
-  block pixel-observations x :data:`PEAK_BYTES_PER_BLOCK_PIXEL_OBS` + :data:`BASE_MEMORY`
-  (constants measured by ``benchmarks/tiles.py``);
+  :data:`BASE_MEMORY` + :data:`TILE_MEMORY` + block pixel-observations x
+  :data:`PEAK_BYTES_PER_BLOCK_PIXEL_OBS` (constants and where they were measured below);
 - **output bytes**: tile pixels x the uncompressed bytes per pixel of the composite's
   products.
 
@@ -56,7 +56,8 @@ from . import grid
 
 __all__ = [
     "BASE_MEMORY", "CPU_SECONDS_PER_PIXEL_OBS", "PEAK_BYTES_PER_BLOCK_PIXEL_OBS",
-    "SCHEMA_VERSION", "SCMAP_TASKS_PER_BLOCK", "TILE_OVERHEAD_SECONDS", "Plan", "Projection",
+    "SCHEMA_VERSION", "SCMAP_TASKS_PER_BLOCK", "TILE_MEMORY", "TILE_OVERHEAD_SECONDS", "Plan",
+    "Projection",
     "TilePlan", "plan",
 ]
 
@@ -67,18 +68,22 @@ SCHEMA_VERSION = 1
 # (graph building, scheduling, metadata, opening COGs for small windows) plus a cost per
 # pixel-observation. CPU_SECONDS_PER_PIXEL_OBS is the SCMaP engine's steady throughput from
 # COGs, 112 k pixel-observations/s per core (``python benchmarks/scmap.py``, docs/
-# benchmarks.md); TILE_OVERHEAD_SECONDS and the memory constants were measured by
-# ``python benchmarks/tiles.py`` (1 km tiles of the synthetic archive on
-# connect("local"), one worker, one thread; the machine and its load are in
-# docs/benchmarks.md).
+# benchmarks.md). TILE_OVERHEAD_SECONDS, TILE_MEMORY and BASE_MEMORY were measured by
+# ``python benchmarks/tiles.py`` (2026-11-27: 12 tiles of 1 km at 20 m, 18 time steps, on
+# connect("local") with one worker of one thread, load average ~10 on 2 cores: an upper
+# bound). PEAK_BYTES_PER_BLOCK_PIXEL_OBS is what a block of the engine keeps per scene
+# (B02 as uint16 and two packed flags, docs/benchmarks.md "Memory flat in T").
 #: CPU-seconds per pixel-observation (one output pixel of one time step, all bands).
 CPU_SECONDS_PER_PIXEL_OBS = 1 / 112_000
-#: CPU-seconds per tile besides its pixel-observations.
-TILE_OVERHEAD_SECONDS = 8.0
-#: Peak worker memory per pixel-observation of one block (bytes).
-PEAK_BYTES_PER_BLOCK_PIXEL_OBS = 60.0
-#: Worker memory before any block is loaded (interpreter, libraries), bytes.
-BASE_MEMORY = 400 * 2**20
+#: Seconds per tile besides its pixel-observations.
+TILE_OVERHEAD_SECONDS = 22.0
+#: Peak memory per pixel-observation of one block (bytes).
+PEAK_BYTES_PER_BLOCK_PIXEL_OBS = 2.25
+#: Memory of a tile's task above an idle worker besides its block (read buffers, one
+#: block's products), bytes.
+TILE_MEMORY = 70 * 2**20
+#: Memory of an idle worker (interpreter, libraries), bytes.
+BASE_MEMORY = 320 * 2**20
 #: Tasks of the SCMaP engine per block besides the reads (passes, assembly).
 SCMAP_TASKS_PER_BLOCK = 6
 #: Uncompressed bytes per output pixel of the default products, per band count (float32
@@ -491,8 +496,8 @@ def plan(
             groups=key, items=n_items, times=n_t, bytes_read=round(bytes_read),
             pixel_observations=pix_obs, tasks=tasks,
             cpu_seconds=TILE_OVERHEAD_SECONDS + pix_obs * CPU_SECONDS_PER_PIXEL_OBS,
-            memory_bytes=int(BASE_MEMORY + PEAK_BYTES_PER_BLOCK_PIXEL_OBS * block * block
-                             * n_t),
+            memory_bytes=int(BASE_MEMORY + TILE_MEMORY + PEAK_BYTES_PER_BLOCK_PIXEL_OBS * block
+                             * block * n_t),
             output_bytes=tile_px * out_px))
     if not tiles:
         raise NoItemsError(f"{len(found)} items found, but none meets a tile of the AOI; "
