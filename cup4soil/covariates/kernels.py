@@ -1,0 +1,162 @@
+"""Pure array kernels of the covariates stage (NumPy and Numba; no xarray, no dask, no I/O).
+
+- :func:`series_stats`: per-pixel temporal statistics of a backscatter series with gaps:
+  count, mean, sample standard deviation and percentiles with NumPy's default (``linear``)
+  interpolation, in one pass over each pixel's values. Hand-written because the general
+  route is slow: ``numpy.nanquantile`` (behind ``xarray.DataArray.quantile``) sorts a
+  NaN-padded copy of every series once per call; here each pixel's valid values are
+  gathered and sorted once for all statistics (``benchmarks/covariates.py`` measures it).
+- :func:`curvatures`: profile and plan curvature from a 3 x 3 stencil (Zevenbergen and
+  Thorne 1987, the formulas and signs of ArcGIS' Curvature tool); xarray-spatial offers
+  only the total curvature.
+- :func:`to_db`: decibels of linear power, NaN where the power is not positive.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+__all__ = ["curvatures", "series_stats", "to_db"]
+
+
+@numba.njit(nogil=True)
+def _lerp(a: float, b: float, t: float) -> float:
+    # numpy.lib._function_base_impl._lerp: the form depends on t, for monotonicity.
+    diff = b - a
+    if t >= 0.5:
+        return b - diff * (1.0 - t)
+    return a + diff * t
+
+
+@numba.njit(nogil=True)
+def _series_stats(series: np.ndarray, qs: np.ndarray, count: np.ndarray, mean: np.ndarray,
+                  std: np.ndarray, quant: np.ndarray) -> None:
+    n_pix, n_t = series.shape
+    buf = np.empty(n_t, dtype=np.float64)
+    for j in range(n_pix):
+        k = 0
+        total = 0.0
+        for t in range(n_t):
+            v = series[j, t]
+            if v == v:  # not NaN
+                buf[k] = v
+                total += v
+                k += 1
+        count[j] = k
+        if k == 0:
+            mean[j] = np.nan
+            std[j] = np.nan
+            for i in range(qs.shape[0]):
+                quant[j, i] = np.nan
+            continue
+        m = total / k
+        mean[j] = m
+        if k > 1:
+            ss = 0.0
+            for i in range(k):
+                d = buf[i] - m
+                ss += d * d
+            std[j] = math.sqrt(ss / (k - 1))
+        else:
+            std[j] = np.nan
+        vals = np.sort(buf[:k])
+        for i in range(qs.shape[0]):
+            pos = qs[i] * (k - 1)
+            lo = math.floor(pos)
+            hi = min(lo + 1, k - 1)
+            quant[j, i] = _lerp(vals[lo], vals[hi], pos - lo)
+
+
+def series_stats(series: np.ndarray, qs: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Temporal statistics of each pixel's series, NaN = no observation.
+
+    Parameters
+    ----------
+    series
+        ``(pixels, time)`` float32 or float64 values (linear power), NaN where masked.
+    qs
+        Quantiles in [0, 1] (0.05 for the 5th percentile).
+
+    Returns
+    -------
+    count, mean, std, quantiles
+        ``count`` (int32) valid values per pixel; ``mean`` and ``std`` (sample, n - 1;
+        NaN for fewer than two values) and ``quantiles`` ``(pixels, len(qs))`` in float64,
+        NaN where a pixel has no value. Quantiles interpolate linearly between order
+        statistics, as ``numpy.nanquantile(..., method="linear")`` does.
+    """
+    arr = np.ascontiguousarray(series)
+    q = np.ascontiguousarray(qs, dtype=np.float64)
+    n = arr.shape[0]
+    count = np.zeros(n, dtype=np.int32)
+    mean = np.empty(n, dtype=np.float64)
+    std = np.empty(n, dtype=np.float64)
+    quant = np.empty((n, q.shape[0]), dtype=np.float64)
+    _series_stats(arr, q, count, mean, std, quant)
+    return count, mean, std, quant
+
+
+def to_db(power: np.ndarray) -> np.ndarray:
+    """``10 log10(power)`` as float32, NaN where power is not positive or not finite."""
+    p = np.asarray(power, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.where(p > 0, 10.0 * np.log10(np.where(p > 0, p, 1.0)), np.nan)
+    return out.astype(np.float32)
+
+
+@numba.njit(nogil=True)
+def _curvatures(z: np.ndarray, dx: float, dy: float, profile: np.ndarray,
+                plan: np.ndarray) -> None:
+    rows, cols = z.shape
+    for r in range(rows):
+        for c in range(cols):
+            if r == 0 or c == 0 or r == rows - 1 or c == cols - 1:
+                profile[r, c] = np.nan
+                plan[r, c] = np.nan
+                continue
+            # z1 z2 z3 / z4 z5 z6 / z7 z8 z9, row 0 north (north-up grid).
+            z1, z2, z3 = z[r - 1, c - 1], z[r - 1, c], z[r - 1, c + 1]
+            z4, z5, z6 = z[r, c - 1], z[r, c], z[r, c + 1]
+            z7, z8, z9 = z[r + 1, c - 1], z[r + 1, c], z[r + 1, c + 1]
+            d = ((z4 + z6) / 2.0 - z5) / (dx * dx)
+            e = ((z2 + z8) / 2.0 - z5) / (dy * dy)
+            f = (-z1 + z3 + z7 - z9) / (4.0 * dx * dy)
+            g = (-z4 + z6) / (2.0 * dx)
+            h = (z2 - z8) / (2.0 * dy)
+            gh = g * g + h * h
+            if gh == 0.0:
+                profile[r, c] = 0.0
+                plan[r, c] = 0.0
+            else:
+                profile[r, c] = -2.0 * (d * g * g + e * h * h + f * g * h) / gh
+                plan[r, c] = 2.0 * (d * h * h + e * g * g - f * g * h) / gh
+
+
+def curvatures(z: np.ndarray, dx: float, dy: float) -> np.ndarray:
+    """Profile and plan curvature of a north-up elevation grid, 1/m.
+
+    Parameters
+    ----------
+    z
+        Elevation, metres, ``(rows, cols)`` with row 0 the northernmost.
+    dx, dy
+        Pixel width and height, metres (positive).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(2, rows, cols)`` float32: profile curvature (in the direction of the slope;
+        negative where the surface is upwardly convex, flow decelerating), plan curvature
+        (across it; positive where sideward convex, flow diverging), Zevenbergen and
+        Thorne's formulas with ArcGIS' signs (ArcGIS reports 100 times these values). NaN
+        on the border row and column, 0 where the surface is flat.
+    """
+    arr = np.asarray(z, dtype=np.float64)
+    profile = np.empty(arr.shape, dtype=np.float64)
+    plan = np.empty(arr.shape, dtype=np.float64)
+    _curvatures(arr, float(dx), float(dy), profile, plan)
+    return np.stack([profile, plan]).astype(np.float32)
