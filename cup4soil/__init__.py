@@ -32,6 +32,6 @@ for _name, _module in {"cluster": cluster, "masks": masks, "quicklook": quickloo
     sys.modules[f"{__name__}.{_name}"] = _module
 
 __all__ = [
-    "__version__", "cluster", "covariates", "cube", "errors", "load_s2", "masks", "models", "products",
-    "quicklook", "runtime", "sample", "scmap", "search", "sources", "store",
+    "__version__", "cluster", "covariates", "cube", "errors", "load_s2", "masks", "models",
+    "products", "quicklook", "runtime", "sample", "scmap", "search", "sources", "store",
 ]

@@ -7,8 +7,7 @@
   NaN-padded copy of every series once per call; here each pixel's valid values are
   gathered and sorted once for all statistics (``benchmarks/covariates.py`` measures it).
 - :func:`curvatures`: profile and plan curvature from a 3 x 3 stencil (Zevenbergen and
-  Thorne 1987, the formulas and signs of ArcGIS' Curvature tool); xarray-spatial offers
-  only the total curvature.
+  Thorne 1987's coefficients); xarray-spatial offers only the total curvature.
 - :func:`to_db`: decibels of linear power, NaN where the power is not positive.
 """
 
@@ -128,11 +127,12 @@ def _curvatures(z: np.ndarray, dx: float, dy: float, profile: np.ndarray,
             g = (-z4 + z6) / (2.0 * dx)
             h = (z2 - z8) / (2.0 * dy)
             gh = g * g + h * h
-            if gh == 0.0:
+            if gh == 0.0:  # flat: no slope direction
                 profile[r, c] = 0.0
                 plan[r, c] = 0.0
             else:
-                profile[r, c] = -2.0 * (d * g * g + e * h * h + f * g * h) / gh
+                # Second derivatives along and across the gradient (d = z_xx / 2, ...).
+                profile[r, c] = 2.0 * (d * g * g + e * h * h + f * g * h) / gh
                 plan[r, c] = 2.0 * (d * h * h + e * g * g - f * g * h) / gh
 
 
@@ -149,11 +149,13 @@ def curvatures(z: np.ndarray, dx: float, dy: float) -> np.ndarray:
     Returns
     -------
     numpy.ndarray
-        ``(2, rows, cols)`` float32: profile curvature (in the direction of the slope;
-        negative where the surface is upwardly convex, flow decelerating), plan curvature
-        (across it; positive where sideward convex, flow diverging), Zevenbergen and
-        Thorne's formulas with ArcGIS' signs (ArcGIS reports 100 times these values). NaN
-        on the border row and column, 0 where the surface is flat.
+        ``(2, rows, cols)`` float32: profile curvature (the second derivative of height in
+        the direction of the slope) and plan curvature (across it), from Zevenbergen and
+        Thorne's quadratic surface. Positive where the surface is concave -- footslopes
+        (flow slows down) and hollows (flow converges), where water and sediment gather --
+        negative on shoulders and ridges. ArcGIS' Curvature tool reports -100 times the
+        profile and 100 times the plan values. NaN on the border row and column, 0 where
+        the surface is flat.
     """
     arr = np.asarray(z, dtype=np.float64)
     profile = np.empty(arr.shape, dtype=np.float64)

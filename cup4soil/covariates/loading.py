@@ -75,17 +75,24 @@ def read_header(path_or_url: str | os.PathLike[str]) -> FileInfo:
         raise AssetReadError(href, str(exc)) from None
 
 
-def file_item(info: FileInfo, *, crs: str | None = None) -> pystac.Item:
-    """An in-memory STAC item of one raster file (asset ``data``), from its header."""
+def file_item(info: FileInfo) -> pystac.Item:
+    """An in-memory STAC item of one raster file (asset ``data``), from its header.
+
+    Raises
+    ------
+    LayerError
+        The file has no CRS metadata (its pixels cannot be placed on any grid).
+    """
     from odc.geo.geobox import GeoBox as _GeoBox
     from rasterio.transform import Affine
 
-    use_crs = crs or info.crs
+    use_crs = info.crs
     if use_crs is None:
         raise LayerError(
             f"the raster {info.href} has no CRS metadata, so cup4soil cannot tell where its "
-            "pixels are. If you know its CRS, pass crs='EPSG:...'; better, write it into the "
-            "file (gdal_edit.py -a_srs EPSG:... FILE).")
+            "pixels are (its coordinates may be in any CRS). Write its CRS into the file, "
+            "e.g. gdal_edit.py -a_srs EPSG:25833 FILE, or rio edit-info --crs EPSG:25833 "
+            "FILE.")
     grid = _GeoBox(info.shape, Affine(*info.transform[:6]), use_crs)
     outline = grid.extent.to_crs("EPSG:4326").geom
     item = pystac.Item(

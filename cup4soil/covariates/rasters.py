@@ -52,12 +52,12 @@ def _legend_classes(info: FileInfo) -> list[int]:
     return []
 
 
-def _native_m(info: FileInfo, crs: str | None) -> float:
+def _native_m(info: FileInfo) -> float:
     from pyproj import CRS
 
     size = abs(info.transform[0])
     try:
-        geographic = CRS.from_user_input(crs or info.crs).is_geographic
+        geographic = CRS.from_user_input(info.crs).is_geographic
     except Exception:
         geographic = False
     return size * 111_320.0 if geographic else size
@@ -72,7 +72,6 @@ def raster(
     resampling: str | None = None,
     one_hot: bool = False,
     classes: Sequence[int] | None = None,
-    crs: Any = None,
     chunks: dict[str, int] | None = None,
 ) -> xr.DataArray:
     """A user raster on a grid (lazy).
@@ -95,8 +94,6 @@ def raster(
         Categorical only: one 0/1 layer per class along a ``class`` dimension.
     classes
         The class values for ``one_hot`` (default: the file's ``legend``).
-    crs
-        The raster's CRS, for files without CRS metadata (better: fix the file).
     chunks
         Output chunks (default 1024 px).
 
@@ -128,14 +125,14 @@ def raster(
             "kind='continuous', or convert its classes to an integer raster first.")
     if one_hot and kind != "categorical":
         raise ParameterError("one_hot=True needs kind='categorical'.")
-    item = file_item(info, crs=str(crs) if crs is not None else None)
+    item = file_item(info)
     footprint = shapely.geometry.shape(item.geometry)
     if not footprint.intersects(gbox.extent.to_crs("EPSG:4326").geom):
         raise CoverageError(
             f"the raster {info.href} does not overlap the grid at all. Check its CRS and "
             "the area.")
     res = pixel_metres(gbox)
-    coarser = res > 1.5 * _native_m(info, str(crs) if crs is not None else None)
+    coarser = res > 1.5 * _native_m(info)
     cy, cx = _chunks(chunks)
     coords = dict(xr_coords(gbox, crs_coord_name="spatial_ref"))
     source = f"user raster {Path(info.href).name}"

@@ -226,7 +226,7 @@ def stack(
         coords = {"y": composite["y"], "x": composite["x"],
                   "spatial_ref": composite["spatial_ref"]}
     else:
-        coords = dict(xr_coords(grid, crs_coord_name="spatial_ref"))
+        coords = {str(k): v for k, v in xr_coords(grid, crs_coord_name="spatial_ref").items()}
     out = xr.Dataset({name: var.drop_vars([c for c in var.coords if c not in var.dims])
                       .assign_coords(y=coords["y"].values, x=coords["x"].values)
                       for name, var in layers.items()})

@@ -13,11 +13,18 @@ bilinearly, and derives:
 - ``tpi_<r>`` (m): elevation minus the mean elevation within ``r`` metres (xarray-spatial's
   circular kernel and convolution, overlap = the radius).
 
-**Exact across chunks.** The DEM is read in fixed tiles of the padded grid (independent of
-``chunks``: a reprojection's last bits depend on the window it is computed for), then every
-derivative overlaps its neighbours by its stencil's reach, so a chunked result equals the
-one-chunk result bit for bit (tested). The margin is cut off at the end, so no pixel of the
-result sits at the DEM's edge.
+**Seamless across DEM tiles.** Tiles that share one pixel grid (GLO-30 tiles of a latitude
+band, a user's DEM) are first mosaicked on their own grid (a plain read, no resampling),
+then the mosaic is reprojected bilinearly (odc-geo): a pixel near a tile edge interpolates
+between the pixels of both tiles. Reprojecting tile by tile and fusing, as odc-stac does,
+would give the edge pixels a one-sided interpolation (metres of error on slopes, lines in
+the slope map). Tiles on different grids are reprojected one by one.
+
+**Exact across chunks.** The DEM is reprojected in fixed tiles of the padded grid
+(independent of ``chunks``: a reprojection's last bits depend on the window it is computed
+for), then every derivative overlaps its neighbours by its stencil's reach, so a chunked
+result equals the one-chunk result bit for bit (tested). The margin is cut off at the end,
+so no pixel of the result sits at the DEM's edge.
 
 Checked alternatives: xarray-spatial 0.5 fits slope, aspect and focal means (Dask-aware,
 float32, NaN beyond the array's edge); it requires north-up grids with metric pixels, which
@@ -34,11 +41,14 @@ from typing import Any
 
 import dask.array as dsa
 import numpy as np
+import pystac
 import xarray as xr
+from odc.geo.geobox import GeoBox
 from odc.geo.xr import xr_coords
 
 from ..errors import ParameterError
 from ..sources import dem as demmeta
+from ..sources.assets import fix_transform, item_epsg
 from . import kernels as _k
 from .grid import (
     GridLike,
@@ -157,8 +167,7 @@ def terrain(
     check_covers(items, padded, what)
     keys = [demmeta.asset_key(it) for it in items] if not key else [key] * len(items)
     # Dask arrays are Any here: dask.array has no type hints.
-    z: Any = lazy_layer(items, keys, padded, data_type="float32", nodata=float("nan"),
-                        resampling="bilinear", chunk=read)
+    z: Any = _dem_on(items, keys, padded, read)
     z = z.rechunk((cy, cx))
     coords = xr_coords(padded)
     elev = xr.DataArray(z, dims=("y", "x"), coords={"y": coords["y"], "x": coords["x"]},
@@ -207,6 +216,53 @@ def _chunks(chunks: dict[str, int] | None) -> tuple[int, int]:
     if cy < 1 or cx < 1:
         raise ParameterError(f"chunks={chunks} must be positive pixel counts.")
     return cy, cx
+
+
+def _native_grid(items: Sequence[pystac.Item], keys: Sequence[str], target: GeoBox
+                 ) -> GeoBox | None:
+    """The DEM tiles' common pixel grid around ``target`` (None: no common grid)."""
+    from rasterio.transform import Affine
+
+    grids = []
+    for it, k in zip(items, keys, strict=True):
+        fields = {**it.properties, **it.assets[k].extra_fields}
+        epsg = item_epsg(it)
+        if "proj:transform" not in fields or epsg is None:
+            return None
+        grids.append((fix_transform(fields["proj:transform"])[:6], epsg))
+    (a, _, c, _, e, f), epsg = grids[0]
+    for (a2, b2, c2, d2, e2, f2), epsg2 in grids:
+        if epsg2 != epsg or b2 or d2 or not (math.isclose(a2, a, rel_tol=1e-9)
+                                             and math.isclose(e2, e, rel_tol=1e-9)):
+            return None
+        dx, dy = (c2 - c) / a, (f2 - f) / e
+        if abs(dx - round(dx)) > 1e-3 or abs(dy - round(dy)) > 1e-3:
+            return None
+    bb = target.extent.to_crs(f"EPSG:{epsg}").boundingbox
+    col0 = math.floor((bb.left - c) / a) - 2
+    col1 = math.ceil((bb.right - c) / a) + 2
+    row0 = math.floor((bb.top - f) / e) - 2
+    row1 = math.ceil((bb.bottom - f) / e) + 2
+    return GeoBox((row1 - row0, col1 - col0), Affine(a, 0, c + col0 * a, 0, e, f + row0 * e),
+                   f"EPSG:{epsg}")
+
+
+def _dem_on(items: Sequence[pystac.Item], keys: Sequence[str], padded: GeoBox,
+            read: tuple[int, int]) -> Any:
+    """The DEM on the padded grid: a mosaic on the tiles' own grid reprojected once, or
+    (tiles on different grids) each tile reprojected and fused."""
+    from odc.geo.xr import assign_crs
+
+    native = _native_grid(items, keys, padded)
+    if native is None:
+        return lazy_layer(items, keys, padded, data_type="float32", nodata=float("nan"),
+                          resampling="bilinear", chunk=read)
+    mosaic = lazy_layer(items, keys, native, data_type="float32", nodata=float("nan"),
+                        resampling="nearest", chunk=(READ_TILE, READ_TILE))
+    src = assign_crs(xr.DataArray(mosaic, dims=native.dimensions, coords=xr_coords(native),
+                                  attrs={"nodata": float("nan")}), crs_of(native))
+    out = src.odc.reproject(padded, resampling="bilinear", dst_nodata=np.nan, chunks=read)
+    return out.data
 
 
 def _curvature(block: np.ndarray, which: int, dx: float, dy: float) -> np.ndarray:

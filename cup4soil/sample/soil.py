@@ -12,7 +12,8 @@ nitrogen, pH, bulk density and texture, with the correlations real soils show.
   silt and sand sum to 100 %.
 - **Bulk density** falls with SOC (and with clay; grassland and forest are looser).
 - **pH** is set by land cover (limed cropland ~6.6, grassland ~6.1, acid forest ~4.7), a
-  per-field liming history, conservation tillage (slightly acidifying) and clay.
+  per-field liming history, conservation tillage (acidifying: no lime ploughed in), clay
+  (buffering) and leaching on the sandy plateau.
 
 Each property draws from its own random stream, so adding one leaves the others -- and
 every Sentinel-2 scene -- unchanged.
@@ -108,9 +109,9 @@ def make_soil(
     base[cover == WC_BUILT] = 7.2
     base[cover == WC_WATER] = 7.0
     rng = draws("ph")
-    liming = np.concatenate([[0.0], 0.25 * rng.standard_normal(n_fields)])
-    ph = (base + liming[fields] * (fields > 0) - 0.2 * conservation + 0.02 * (clay - 15.0)
-          + 0.12 * smooth_noise(rng, (n, n), n / 10))
+    liming = np.concatenate([[0.0], 0.15 * rng.standard_normal(n_fields)])
+    ph = (base + liming[fields] * (fields > 0) - 0.35 * conservation + 0.04 * (clay - 15.0)
+          - 0.5 * plateau + 0.1 * smooth_noise(rng, (n, n), n / 10))
     ph = np.clip(ph, 3.8, 8.2)
     return Soil(management=management, nitrogen=nitrogen, phh2o=ph, bdod=bdod, clay=clay,
                 silt=silt, sand=sand)
