@@ -19,7 +19,7 @@ def test_covariates_benchmark_smoke(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     out = done.stdout
     # Both comparisons agree, and every part printed its figures side by side.
-    assert out.count("identical: yes") == 2 and "NO" not in out
+    assert out.count("identical: yes") == 3 and "NO" not in out
     for header in ("1. Sentinel-1 statistics", "2. cup4soil peak memory", "3. terrain"):
         assert header in out
     assert "speed-up" in out and "ratio T large / T small" in out

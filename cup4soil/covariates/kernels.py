@@ -2,10 +2,10 @@
 
 - :func:`series_stats`: per-pixel temporal statistics of a backscatter series with gaps:
   count, mean, sample standard deviation and percentiles with NumPy's default (``linear``)
-  interpolation, in one pass over each pixel's values. Hand-written because the general
-  route is slow: ``numpy.nanquantile`` (behind ``xarray.DataArray.quantile``) sorts a
-  NaN-padded copy of every series once per call; here each pixel's valid values are
-  gathered and sorted once for all statistics (``benchmarks/covariates.py`` measures it).
+  interpolation. Each row is sorted once (NumPy's vectorised sort, NaN last, in place),
+  then one compiled pass reads every statistic off the sorted row; xarray's route sorts
+  once per quantile call and reduces mean, std and count in further passes, each with its
+  own temporaries (``benchmarks/covariates.py`` measures both).
 - :func:`curvatures`: profile and plan curvature from a 3 x 3 stencil (Zevenbergen and
   Thorne 1987's coefficients); xarray-spatial offers only the total curvature.
 - :func:`to_db`: decibels of linear power, NaN where the power is not positive.
@@ -31,19 +31,16 @@ def _lerp(a: float, b: float, t: float) -> float:
 
 
 @numba.njit(nogil=True)
-def _series_stats(series: np.ndarray, qs: np.ndarray, count: np.ndarray, mean: np.ndarray,
+def _sorted_stats(rows: np.ndarray, qs: np.ndarray, count: np.ndarray, mean: np.ndarray,
                   std: np.ndarray, quant: np.ndarray) -> None:
-    n_pix, n_t = series.shape
-    buf = np.empty(n_t, dtype=np.float64)
+    """Statistics of rows sorted ascending with NaN last (as ``numpy.sort`` leaves them)."""
+    n_pix, n_t = rows.shape
     for j in range(n_pix):
         k = 0
         total = 0.0
-        for t in range(n_t):
-            v = series[j, t]
-            if v == v:  # not NaN
-                buf[k] = v
-                total += v
-                k += 1
+        while k < n_t and rows[j, k] == rows[j, k]:  # up to the first NaN
+            total += rows[j, k]
+            k += 1
         count[j] = k
         if k == 0:
             mean[j] = np.nan
@@ -56,29 +53,35 @@ def _series_stats(series: np.ndarray, qs: np.ndarray, count: np.ndarray, mean: n
         if k > 1:
             ss = 0.0
             for i in range(k):
-                d = buf[i] - m
+                d = rows[j, i] - m
                 ss += d * d
             std[j] = math.sqrt(ss / (k - 1))
         else:
             std[j] = np.nan
-        vals = np.sort(buf[:k])
         for i in range(qs.shape[0]):
             pos = qs[i] * (k - 1)
             lo = math.floor(pos)
             hi = min(lo + 1, k - 1)
-            quant[j, i] = _lerp(vals[lo], vals[hi], pos - lo)
+            quant[j, i] = _lerp(np.float64(rows[j, lo]), np.float64(rows[j, hi]), pos - lo)
 
 
-def series_stats(series: np.ndarray, qs: np.ndarray
+def series_stats(series: np.ndarray, qs: np.ndarray, *, in_place: bool = False
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Temporal statistics of each pixel's series, NaN = no observation.
+
+    The rows are sorted first (NumPy's sort: vectorised, NaN last), then one compiled pass
+    over each sorted row takes the count, the mean, the standard deviation and the order
+    statistics the percentiles interpolate between.
 
     Parameters
     ----------
     series
-        ``(pixels, time)`` float32 or float64 values (linear power), NaN where masked.
+        ``(pixels, time)`` values (linear power), NaN where masked.
     qs
         Quantiles in [0, 1] (0.05 for the 5th percentile).
+    in_place
+        Sort ``series`` itself (a C-contiguous float array) instead of a copy: no extra
+        memory, the time order of each row is lost.
 
     Returns
     -------
@@ -88,14 +91,18 @@ def series_stats(series: np.ndarray, qs: np.ndarray
         NaN where a pixel has no value. Quantiles interpolate linearly between order
         statistics, as ``numpy.nanquantile(..., method="linear")`` does.
     """
-    arr = np.ascontiguousarray(series)
+    if in_place and series.flags.c_contiguous and series.dtype.kind == "f":
+        arr = series
+    else:
+        arr = np.array(series, dtype=np.result_type(series.dtype, np.float32), order="C")
+    arr.sort(axis=1)
     q = np.ascontiguousarray(qs, dtype=np.float64)
     n = arr.shape[0]
     count = np.zeros(n, dtype=np.int32)
     mean = np.empty(n, dtype=np.float64)
     std = np.empty(n, dtype=np.float64)
     quant = np.empty((n, q.shape[0]), dtype=np.float64)
-    _series_stats(arr, q, count, mean, std, quant)
+    _sorted_stats(arr, q, count, mean, std, quant)
     return count, mean, std, quant
 
 

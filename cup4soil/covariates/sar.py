@@ -425,6 +425,33 @@ def _block(plans: tuple[_read.ReadPlan, ...], groups: tuple[_Group, ...], rows: 
                 f"{cols[0]}..{cols[1]} are negative or above 10: they look like dB or digital "
                 "numbers, not gamma0 in linear power. If the items hold dB, say so in their "
                 "raster metadata (raster:bands unit 'dB'); DNs need calibration first.")
+    return _reduce(series, params, (h, w))
+
+
+def reduce_series(series: dict[str, np.ndarray], *, stats: Sequence[str] = STATS,
+                  noise_floor_db: float = -35.0) -> dict[str, np.ndarray]:
+    """The statistics :func:`sentinel1` computes, of in-memory series (no I/O).
+
+    ``series`` maps ``"vv"``/``"vh"`` to ``(time, y, x)`` gamma0 in linear power (NaN =
+    no observation). For comparisons with other implementations (the benchmark).
+    """
+    names, qs = _parse_stats(stats)
+    pols = tuple(series)
+    n_t, h, w = next(iter(series.values())).shape
+    params = _Params(pols=pols, quantiles=qs, stats=names,
+                     floor=10.0 ** (noise_floor_db / 10.0), periods=((0, n_t),))
+    flat = {}
+    for pol, arr in series.items():
+        v = np.asarray(arr, dtype=np.float32).reshape(n_t, h * w).T.copy()
+        v[~(v > params.floor)] = np.nan
+        flat[pol] = v
+    return {k: v[0] for k, v in _reduce(flat, params, (h, w)).items()}
+
+
+def _reduce(series: dict[str, np.ndarray], params: _Params, shape: tuple[int, int]
+            ) -> dict[str, np.ndarray]:
+    """The statistics of masked series ``(pixels, time)`` per polarisation."""
+    h, w = shape
     out: dict[str, np.ndarray] = {}
     n_period = len(params.periods)
     q_index = {f"p{_fmt(q)}": i for i, q in enumerate(params.quantiles)}
@@ -434,8 +461,9 @@ def _block(plans: tuple[_read.ReadPlan, ...], groups: tuple[_Group, ...], rows: 
         stacks: dict[str, list[np.ndarray]] = {}
         counts: list[np.ndarray] = []
         for t0, t1 in params.periods:
+            # The block's series is not needed afterwards: sorted in place where it can be.
             count, mean, std, quant = _k.series_stats(series[pol][:, t0:t1],
-                                                      np.array(params.quantiles))
+                                                      np.array(params.quantiles), in_place=True)
             counts.append(count)
             for s in params.stats:
                 if s == "mean":
@@ -459,7 +487,6 @@ def _block(plans: tuple[_read.ReadPlan, ...], groups: tuple[_Group, ...], rows: 
         with np.errstate(divide="ignore", invalid="ignore"):
             out["VHVV_ratio"] = _k.to_db(vh / vv)
             out["RVI"] = (4.0 * vh / (vv + vh)).astype(np.float32)
-    del series
     return out
 
 
