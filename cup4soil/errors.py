@@ -30,6 +30,7 @@ __all__ = [
     "ParameterError",
     "SampleError",
     "StoreError",
+    "ThresholdError",
     "TimeRangeError",
 ]
 
@@ -113,6 +114,10 @@ class AssetReadError(Cup4SoilError, OSError):
     def __reduce__(self) -> tuple[type, tuple[str, str]]:
         # Travels back from Dask workers intact.
         return (type(self), (self.href, self.reason))
+
+
+class ThresholdError(Cup4SoilError, ValueError):
+    """The PVIR2 threshold cannot be fetched or read, or does not cover the cube."""
 
 
 class SampleError(Cup4SoilError, ValueError):
