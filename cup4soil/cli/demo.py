@@ -234,8 +234,8 @@ def run_demo(
     # but the demo runs offline: it uses the raster's value there unless one is configured.
     threshold: float | str = "dlr-europe" if os.environ.get(scmap.THRESHOLD_ENV) else 0.137
     # ESA WorldCover from the archive's esa-worldcover collection: lake and village out.
-    worldcover = covariates.worldcover(cube.odc.geobox, catalog=sample.catalog)
-    comp = scmap.composite(cube, threshold, worldcover=worldcover)
+    comp = scmap.composite(cube, threshold, worldcover="auto",
+                           worldcover_catalog=sample.catalog)
     comp_info = store.write(comp, str(folder / "scmap.zarr"), mode="w")
     composite_ds = store.open(comp_info.url).load()
     pngs = quicklook.product(composite_ds, folder / "scmap")
