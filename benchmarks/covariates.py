@@ -296,6 +296,8 @@ def main() -> None:
               f"{r['layers']:>7}")
     print(f"identical: {'yes' if identical else 'NO'}")
     sys.stdout.flush()
+    if not (same and same_m and identical):
+        sys.exit("results differ: see above")  # a benchmark of wrong results is no benchmark
 
 
 if __name__ == "__main__":

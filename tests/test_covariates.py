@@ -310,11 +310,7 @@ def test_covariates_command_writes_set_3(sample, grid, tmp_path, capsys):
     from cup4soil.cli import main
 
     comp = _fake_composite(grid)
-    with warnings.catch_warnings():
-        # The store writes the composite's band labels as fixed-length strings, which Zarr 3
-        # flags as unspecified (products' concern, as for every SCMaP product).
-        warnings.filterwarnings("ignore", "The data type .FixedLengthUTF32")
-        store.write(comp, str(tmp_path / "scmap.zarr"))
+    store.write(comp, str(tmp_path / "scmap.zarr"))
     out = tmp_path / "cov.zarr"
     assert main(["covariates", "--set", "3", "--composite", str(tmp_path / "scmap.zarr"),
                  "--catalog", str(sample.catalog), "--out", str(out), "--orbit",
@@ -331,3 +327,35 @@ def test_covariates_command_writes_set_3(sample, grid, tmp_path, capsys):
                  "--extra", f"{_asset(sample, 'esa-worldcover', 'map')}:categorical"]) == 0
     assert "ESA_WorldCover_10m_2021_v200_N51E012_Map" in store.open(str(one))
     assert Path(one).is_dir()
+
+
+def test_scmap_takes_worldcover_auto_from_the_catalog(sample, tmp_path, capsys):
+    """SCMaP's land-cover input built without the user: 'auto' (from a catalog) or a path;
+    water and the village are never bare and are MASK 3, as with the layer given by hand."""
+    import cup4soil
+    from cup4soil import scmap, store
+    from cup4soil.cli import main
+
+    items = cup4soil.search(sample.bbox, "2019/2020", catalog=sample.catalog)
+    cube = cup4soil.load_s2(items, resolution=20.0)
+    with raise_if_dask_computes():
+        auto = scmap.composite(cube, 0.137, worldcover="auto", worldcover_catalog=sample.catalog,
+                               products=["BSC", "MASK"])
+    by_hand = scmap.composite(
+        cube, 0.137, products=["BSC", "MASK"],
+        worldcover=covariates.worldcover(cube.odc.geobox, catalog=sample.catalog))
+    path = scmap.composite(cube, 0.137, products=["BSC", "MASK"],
+                           worldcover=_asset(sample, "esa-worldcover", "map"))
+    a, b, c = (ds.compute() for ds in (auto, by_hand, path))
+    assert (a.MASK.values == 3).any()
+    assert np.array_equal(a.MASK.values, b.MASK.values)
+    assert np.array_equal(a.MASK.values, c.MASK.values)
+    assert a.attrs["worldcover_source"] == "esa-worldcover (1 item)"
+    other = sample.truth_on("worldcover", cube.odc.geobox).values
+    assert (a.MASK.values[np.isin(other, (50, 80))] == 3).mean() > 0.8
+    out = tmp_path / "c.zarr"
+    w, s, e, n = sample.bbox
+    assert main(["composite", "--aoi", f"{w},{s},{e},{n}", "--time", "2019/2020",
+                 "--catalog", str(sample.catalog), "--threshold", "0.137", "--out", str(out),
+                 "--worldcover", "auto"]) == 0
+    assert (store.open(str(out)).MASK.values == 3).any()
