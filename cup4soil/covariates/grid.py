@@ -37,9 +37,12 @@ from ..sources import CATALOGS, search
 from ..sources.aoi import AOILike, TimeLike, parse_aoi, parse_time
 
 __all__ = [
-    "GridLike", "as_geobox", "check_on_grid", "crs_of", "find_items", "layer_attrs", "named",
-    "pixel_metres",
+    "GridLike", "as_geobox", "check_on_grid", "chunk_shape", "crs_of", "find_items",
+    "layer_attrs", "named", "pixel_metres",
 ]
+
+#: Output chunks of the static layers, pixels per side.
+DEFAULT_CHUNK = 1024
 
 #: What covariates are made on: a GeoBox, a dataset or array with a grid (a composite), or
 #: an area of interest (then ``resolution`` and ``crs`` decide the grid).
@@ -85,6 +88,18 @@ def as_geobox(where: GridLike, *, resolution: float = 20.0, crs: Any = None) -> 
             raise CRSError(f"crs={crs!r} is not a coordinate reference system.") from None
     geom = Geometry(area, "EPSG:4326").to_crs(target)
     return GeoBox.from_bbox(geom.boundingbox, target, resolution=res)
+
+
+def chunk_shape(chunks: dict[str, int] | None) -> tuple[int, int]:
+    """``(y, x)`` chunk sides from ``{"y": ..., "x": ...}`` (default :data:`DEFAULT_CHUNK`)."""
+    given = dict(chunks or {})
+    unknown = set(given) - {"x", "y"}
+    if unknown:
+        raise ParameterError(f"chunks has unknown dimensions {sorted(unknown)}; use x, y.")
+    cy, cx = int(given.get("y", DEFAULT_CHUNK)), int(given.get("x", DEFAULT_CHUNK))
+    if cy < 1 or cx < 1:
+        raise ParameterError(f"chunks={chunks} must be positive pixel counts.")
+    return cy, cx
 
 
 def crs_of(geobox: GeoBox) -> CRS:

@@ -20,6 +20,7 @@ from ..sources import landcover as lcmeta
 from .grid import (
     GridLike,
     as_geobox,
+    chunk_shape,
     find_items,
     item_time,
     layer_attrs,
@@ -84,7 +85,7 @@ def worldcover(
                            "Try the other year (2020 or 2021).")
     res = pixel_metres(geobox)
     method = "mode" if res > _NATIVE_M * 1.5 else "nearest"
-    cy, cx = _chunk(chunks)
+    cy, cx = chunk_shape(chunks)
     data = lazy_layer(items, [lcmeta.asset_key(it) for it in items], geobox,
                       data_type="uint8", nodata=lcmeta.NODATA, resampling=method,
                       chunk=(cy, cx))
@@ -98,12 +99,6 @@ def worldcover(
         nodata=lcmeta.NODATA, kind="categorical"))
     out.encoding["grid_mapping"] = "spatial_ref"
     return out
-
-
-def _chunk(chunks: dict[str, int] | None) -> tuple[int, int]:
-    from .topography import _chunks
-
-    return _chunks(chunks)
 
 
 def worldcover_for(spec: str | os.PathLike[str], geobox: GeoBox, *,

@@ -16,7 +16,6 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import dask.array as dsa
 import numpy as np
@@ -161,10 +160,3 @@ def lazy_layer(items: Sequence[pystac.Item], key: str | Sequence[str], geobox: G
         else:
             first = dsa.where(first == fill, stack[t], first)
     return first
-
-
-def fill_value(data_type: str, nodata: float | None) -> Any:
-    """The value a layer has where no item has data."""
-    if nodata is not None:
-        return nodata
-    return np.nan if np.dtype(data_type).kind == "f" else 0

@@ -23,7 +23,7 @@ import xarray as xr
 from odc.geo.xr import xr_coords
 
 from ..errors import CoverageError, LayerError, ParameterError
-from .grid import as_geobox, layer_attrs, pixel_metres
+from .grid import as_geobox, chunk_shape, layer_attrs, pixel_metres
 from .loading import FileInfo, file_item, lazy_layer, read_header
 
 __all__ = ["raster"]
@@ -105,8 +105,6 @@ def raster(
     CoverageError
         The raster does not overlap the grid at all.
     """
-    from .topography import _chunks
-
     gbox = as_geobox(geobox)
     if kind not in ("continuous", "categorical"):
         raise ParameterError(f"kind={kind!r}: use 'continuous' or 'categorical'.")
@@ -133,7 +131,7 @@ def raster(
             "the area.")
     res = pixel_metres(gbox)
     coarser = res > 1.5 * _native_m(info)
-    cy, cx = _chunks(chunks)
+    cy, cx = chunk_shape(chunks)
     coords = dict(xr_coords(gbox, crs_coord_name="spatial_ref"))
     source = f"user raster {Path(info.href).name}"
     if kind == "continuous":

@@ -45,7 +45,6 @@ from .grid import (
     GridLike,
     as_geobox,
     find_items,
-    item_time,
     layer_attrs,
     named,
     pixel_metres,
@@ -309,8 +308,6 @@ def _plan(items: list[pystac.Item], pols: tuple[str, ...], geobox: GeoBox
         groups.append(_Group(plan=k, steps=tuple((i, pos) for pos, (_, kk, i) in
                                                  enumerate(steps) if kk == k), db=db, nodata=nod))
     times = [t for t, _, _ in steps]
-    # The items' own times: the span of the statistics.
-    _ = [item_time(it) for it in items]
     return plans, groups, times
 
 

@@ -53,6 +53,7 @@ from . import kernels as _k
 from .grid import (
     GridLike,
     as_geobox,
+    chunk_shape,
     crs_of,
     find_items,
     layer_attrs,
@@ -69,7 +70,6 @@ TERRAIN: tuple[str, ...] = (
 )
 #: Side of the fixed tiles the DEM is read in, pixels of the padded grid.
 READ_TILE = 2048
-DEFAULT_CHUNK = 1024
 #: DEM items are not dated by acquisition: search every date.
 _ALL_TIME = ("1970-01-01", "2100-12-31")
 
@@ -149,7 +149,7 @@ def terrain(
     reach = max([math.ceil(r / min(res_x, res_y)) for r in radii] + [1])
     margin = reach + 2
     padded = geobox.pad(margin)
-    cy, cx = _chunks(chunks)
+    cy, cx = chunk_shape(chunks)
     read = (min(READ_TILE, padded.shape.y), min(READ_TILE, padded.shape.x))
     if dem is not None:
         info = read_header(dem)
@@ -205,17 +205,6 @@ def _long(name: str) -> str:
         "profile_curvature": "profile curvature (Zevenbergen-Thorne, ArcGIS sign)",
         "plan_curvature": "plan curvature (Zevenbergen-Thorne, ArcGIS sign)",
     }[name]
-
-
-def _chunks(chunks: dict[str, int] | None) -> tuple[int, int]:
-    chunks = dict(chunks or {})
-    unknown = set(chunks) - {"x", "y"}
-    if unknown:
-        raise ParameterError(f"chunks has unknown dimensions {sorted(unknown)}; use x, y.")
-    cy, cx = int(chunks.get("y", DEFAULT_CHUNK)), int(chunks.get("x", DEFAULT_CHUNK))
-    if cy < 1 or cx < 1:
-        raise ParameterError(f"chunks={chunks} must be positive pixel counts.")
-    return cy, cx
 
 
 def _native_grid(items: Sequence[pystac.Item], keys: Sequence[str], target: GeoBox
