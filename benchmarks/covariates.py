@@ -235,7 +235,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=512, help="side, 10 m pixels")
     parser.add_argument("--t-small", type=int, default=50)
     parser.add_argument("--t-large", type=int, default=300)
-    parser.add_argument("--task-memory", type=int, default=32,
+    parser.add_argument("--task-memory", type=int, default=16,
                         help="cup4soil's per-task memory budget in part 2, MiB (small enough "
                              "to bind at both T)")
     parser.add_argument("--smoke", action="store_true", help="a tiny run (seconds)")

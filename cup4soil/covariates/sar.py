@@ -125,11 +125,28 @@ def _native_resolution(item: pystac.Item, key: str) -> float:
     return float(item.properties.get("gsd") or 10.0)
 
 
-def _auto_block(n_time: int, n_pol: int, shape: tuple[int, int], budget: int) -> int:
-    pixels = budget / (_BYTES_PER_VALUE * max(n_time, 1) * n_pol)
-    side = int(math.sqrt(max(pixels, 1)))
-    side = max(16, min(2048, side - side % 16 or 16))
-    return min(side, max(shape))
+def _auto_block(n_time: int, n_pol: int, shape: tuple[int, int], budget: int
+                ) -> tuple[int, int]:
+    """Block sides ``(y, x)`` whose series fit ``budget``: as few blocks as the budget
+    allows, cut evenly. Every block reads every scene's window, so the number of blocks,
+    not their shape, sets how often a scene is opened (no 224 + 32 px remnants)."""
+    ny, nx = shape
+    pixels = max(256, int(budget / (_BYTES_PER_VALUE * max(n_time, 1) * n_pol)))
+    need = math.ceil(ny * nx / pixels)
+    options: list[tuple[int, float, int, int]] = []
+    for rx in range(1, min(need, nx) + 1):
+        ry = math.ceil(need / rx)
+        while math.ceil(ny / ry) * math.ceil(nx / rx) > pixels and ry < ny:
+            ry += 1
+        by_, bx_ = math.ceil(ny / ry), math.ceil(nx / rx)
+        if by_ * bx_ <= pixels:
+            options.append((ry * rx, max(by_ / bx_, bx_ / by_), by_, bx_))
+    if not options:  # a budget below one row of pixels: 16 x 16 px blocks
+        return min(16, ny), min(16, nx)
+    # Within 10 % of the fewest blocks, the squarest (a window touches fewest COG tiles).
+    fewest = min(o[0] for o in options)
+    _, _, by_, bx_ = min((o for o in options if o[0] <= 1.1 * fewest), key=lambda o: o[1])
+    return by_, bx_
 
 
 def sentinel1(
@@ -339,7 +356,7 @@ def _assemble(plans: list[_read.ReadPlan], groups: list[_Group], params: _Params
     else:
         if task_memory <= 0:
             raise ParameterError(f"task_memory={task_memory} must be a positive number of bytes.")
-        by_ = bx_ = _auto_block(n_time, len(params.pols), (ny, nx), task_memory)
+        by_, bx_ = _auto_block(n_time, len(params.pols), (ny, nx), task_memory)
     # Dask's constructors are Any here: dask has no type hints.
     delayed: Any = dask.delayed  # type: ignore[attr-defined]
     from_delayed: Any = dsa.from_delayed
