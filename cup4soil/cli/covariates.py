@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"covariate set {args.covariate_set}: {len(ds.data_vars)} layers on "
           f"{grid.shape.y} x {grid.shape.x} px; writing {args.out}")
     info = store.write(ds, args.out, mode=write_mode(args), progress=True,
-                       storage_options=options)
+                       zarr_format=args.zarr_format, storage_options=options)
     print(f"wrote {', '.join(info.variables)} to {info.url} ({info.computed} of "
           f"{info.regions} regions computed) in {time.perf_counter() - t0:.1f} s")
     return 0

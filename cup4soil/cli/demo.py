@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from ._common import cluster_arg
+from ._common import cluster_arg, zarr_format_arg
 
 if TYPE_CHECKING:
     from ._common import Subparsers
@@ -172,6 +172,7 @@ def run_demo(
     scenes_per_year: int = 12,
     engine: Engine = "odc-stac",
     seed: int = 0,
+    zarr_format: int = 3,
 ) -> DemoReport:
     """Run the chain offline on the built-in sample archive.
 
@@ -189,6 +190,8 @@ def run_demo(
         Cube engine, ``"odc-stac"`` or ``"stackstac"``.
     seed
         Seed of the sample archive, the soil samples and the model.
+    zarr_format
+        Zarr format of the products (2 for GDAL-based readers).
 
     Returns
     -------
@@ -227,7 +230,8 @@ def run_demo(
         "source_catalog": str(sample.catalog),
         "items": len(items),
     })
-    info = store.write(product, str(folder / "demo.zarr"), mode="w")
+    info = store.write(product, str(folder / "demo.zarr"), mode="w",
+                       zarr_format=zarr_format)
     t = step("compute + write Zarr", t)
     result = store.open(info.url).load()
     # SCMaP composites; the sample area lies in the Oderbruch, inside DLR's threshold raster,
@@ -236,15 +240,19 @@ def run_demo(
     # ESA WorldCover from the archive's esa-worldcover collection: lake and village out.
     comp = scmap.composite(cube, threshold, worldcover="auto",
                            worldcover_catalog=sample.catalog)
-    comp_info = store.write(comp, str(folder / "scmap.zarr"), mode="w")
+    comp_info = store.write(comp, str(folder / "scmap.zarr"), mode="w",
+                            zarr_format=zarr_format)
     composite_ds = store.open(comp_info.url).load()
     pngs = quicklook.product(composite_ds, folder / "scmap")
     t = step("SCMaP composite + write", t)
 
     # CUP4SOIL's covariate set 3 on the composite's grid, from the same archive.
     cov = covariates.stack(composite_ds, set=3, catalog=sample.catalog)
-    cov_info = store.write(cov, str(folder / "covariates.zarr"), mode="w")
-    cov_ds = store.open(cov_info.url).load()
+    cov_info = store.write(cov, str(folder / "covariates.zarr"), mode="w",
+                           zarr_format=zarr_format)
+    # In the stack's order: the forest's draws follow the feature order, and a store lists
+    # its variables in no fixed order.
+    cov_ds = store.open(cov_info.url)[list(cov.data_vars)].load()
     t = step("covariates (set 3) + write", t)
 
     # Soil samples from the hidden truth, a QRF on set 3, the map with its interval.
@@ -257,7 +265,8 @@ def run_demo(
     soc_map["soc_piw90"] = soc_map.soc_q95 - soc_map.soc_q05
     soc_map["soc_piw90"].attrs = {"long_name": "width of the 90 % prediction interval",
                                   "units": model.units}
-    soc_info = store.write(soc_map, str(folder / "soc.zarr"), mode="w")
+    soc_info = store.write(soc_map, str(folder / "soc.zarr"), mode="w",
+                       zarr_format=zarr_format)
     soc_ds = store.open(soc_info.url).load()
     truth = sample.truth_on("soc", composite_ds.odc.geobox).values * 100.0  # % -> dg/kg
     gbox = composite_ds.odc.geobox
@@ -317,6 +326,7 @@ def register(sub: Subparsers) -> None:
     p.add_argument("--scenes-per-year", type=int, default=12)
     p.add_argument("--engine", choices=("odc-stac", "stackstac"), default="odc-stac")
     p.add_argument("--seed", type=int, default=0)
+    zarr_format_arg(p)
     cluster_arg(p)
     p.set_defaults(run=run)
 
@@ -324,7 +334,7 @@ def register(sub: Subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the demo and print its report."""
     report = run_demo(args.out, size=args.size, scenes_per_year=args.scenes_per_year,
-                      engine=args.engine, seed=args.seed)
+                      engine=args.engine, seed=args.seed, zarr_format=args.zarr_format)
     for line in report.lines():
         print(line)
     return 0
