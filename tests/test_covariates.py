@@ -4,7 +4,6 @@ rasters and the covariate sets, against direct computations from the COGs."""
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pystac
@@ -324,9 +323,10 @@ def test_covariates_command_writes_set_3(sample, grid, tmp_path, capsys):
     one = tmp_path / "one.zarr"
     assert main(["covariates", "--set", "1", "--aoi", ",".join(map(str, sample.bbox)),
                  "--time", "2021", "--catalog", str(sample.catalog), "--out", str(one),
-                 "--extra", f"{_asset(sample, 'esa-worldcover', 'map')}:categorical"]) == 0
+                 "--extra", f"{_asset(sample, 'esa-worldcover', 'map')}:categorical",
+                 "--zarr-format", "2"]) == 0
     assert "ESA_WorldCover_10m_2021_v200_N51E012_Map" in store.open(str(one))
-    assert Path(one).is_dir()
+    assert (one / ".zgroup").is_file() and not (one / "zarr.json").exists()  # format 2
 
 
 def test_scmap_takes_worldcover_auto_from_the_catalog(sample, tmp_path, capsys):
