@@ -14,6 +14,7 @@ import re
 __all__ = [
     "AOIError",
     "AssetReadError",
+    "BackendError",
     "BandError",
     "CRSError",
     "CatalogError",
@@ -23,7 +24,9 @@ __all__ = [
     "IncompleteProductError",
     "ModelError",
     "NoItemsError",
+    "OptionalDependencyError",
     "ParameterError",
+    "ProcessGraphError",
     "SampleError",
     "StoreError",
     "TimeRangeError",
@@ -154,3 +157,36 @@ class StoreError(Cup4SoilError, OSError):
 
 class ClusterError(Cup4SoilError):
     """A Dask cluster cannot be reached, refuses the credentials, or lacks packages."""
+
+
+class OptionalDependencyError(Cup4SoilError, ImportError):
+    """A feature needs packages of an optional extra that is not installed.
+
+    Parameters
+    ----------
+    extra
+        The ``cup4soil[...]`` extra that provides them.
+    what
+        The feature that needs them.
+    missing
+        The module that could not be imported.
+    """
+
+    def __init__(self, extra: str, what: str, missing: str) -> None:
+        self.extra, self.what, self.missing = extra, what, missing
+        super().__init__(
+            f"{what} needs the '{extra}' extra ({missing} is not installed): "
+            f'pip install "cup4soil[{extra}]"'
+        )
+
+    def __reduce__(self) -> tuple[type, tuple[str, str, str]]:
+        return (type(self), (self.extra, self.what, self.missing))
+
+
+class ProcessGraphError(Cup4SoilError, ValueError):
+    """An openEO process graph is malformed, or uses what a local run cannot provide
+    (an unknown collection, a missing parameter, an input not given)."""
+
+
+class BackendError(Cup4SoilError):
+    """An openEO back-end refused a request, failed a job, or returned unusable results."""
