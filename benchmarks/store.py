@@ -69,7 +69,7 @@ def run(where: str, url_base: str, options: dict | None, n: int) -> list[tuple]:
     import fsspec
 
     fs, root = fsspec.core.url_to_fs(f"{url_base}/c4s.zarr", **(options or {}))
-    fs.rm(f"{root}/{store.COMPLETE_MARKER}")
+    fs.rm(f"{root}{store.SIDECAR}/{store.COMPLETE_MARKER}")  # the marker is beside the store
     resume_verify = timed(lambda: store.write(ds, f"{url_base}/c4s.zarr",
                                               storage_options=options, mode="resume"))
     return [(where, n, mb, mb / base, mb / ours, ours, resume_done, resume_verify)]
@@ -79,7 +79,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=2048)
     ap.add_argument("--s3-size", type=int, default=1024)
+    ap.add_argument("--smoke", action="store_true", help="a tiny run (tests/test_benchmarks.py)")
     args = ap.parse_args()
+    if args.smoke:
+        args.size, args.s3_size = 128, 128
     rows = []
     tmp = tempfile.mkdtemp(prefix="cup4soil-store-bench-")
     with dask.config.set(scheduler="threads"):

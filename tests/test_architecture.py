@@ -25,8 +25,8 @@ ALLOWED: dict[str, set[str]] = {
     "_xrutil": set(),
     "runtime": set(),
     "sources": set(),
-    "cube": {"sources"},
-    "scmap": {"cube", "sources", "covariates"},  # land cover (WorldCover) is an input
+    "cube": {"sources", "runtime"},  # runtime: the captured GDAL environment
+    "scmap": {"cube", "sources", "covariates", "runtime"},  # land cover (WorldCover) is an input
     "covariates": {"cube", "sources"},
     "models": set(),
     "soilmap": {"models", "covariates"},

@@ -22,16 +22,14 @@ from cup4soil.errors import (
     ParameterError,
 )
 
+from helpers import CallCounter, raise_if_dask_computes
+
 ENGINES = ["odc-stac", "stackstac"]
 
 
 @pytest.fixture(scope="module")
 def items(sample):
     return cup4soil.search(sample.bbox, sample.time_range, catalog=sample.catalog)
-
-
-def _no_compute(*args, **kwargs):
-    raise AssertionError("a dask graph was computed while only building it")
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -41,7 +39,7 @@ def test_building_the_cube_reads_nothing(items, monkeypatch, engine):
 
     monkeypatch.setattr(rasterio, "open", no_open)
     monkeypatch.setattr(rasterio.io.DatasetReader, "__init__", no_open)
-    with dask.config.set(scheduler=_no_compute):
+    with raise_if_dask_computes():
         cube = cup4soil.load_s2(items, engine=engine)
         vpc = masks.valid_pixel_count(cube)
     assert vpc.chunks is not None
@@ -233,13 +231,27 @@ def test_odc_engine_equals_odc_stac_load(items, sample):
         np.testing.assert_array_equal(cube[band].values, ref[band].values, err_msg=band)
 
 
-def test_cube_graph_is_one_layer_per_band(items):
-    few = cup4soil.load_s2(items[:5])
-    many = cup4soil.load_s2(items)
-    for cube in (few, many):
+def test_cube_graph_is_one_layer_per_band(items, monkeypatch):
+    import dask.task_spec
+
+    # Count the graph nodes (tasks, data, lists of arguments) created while building.
+    created = CallCounter(lambda *a, **k: None, key=lambda node, *a, **k: type(node).__name__)
+    for cls in (dask.task_spec.Task, dask.task_spec.DataNode, dask.task_spec.Alias):
+        def counted(self, *args, _init=cls.__init__, **kwargs):
+            created(self)
+            return _init(self, *args, **kwargs)
+
+        monkeypatch.setattr(cls, "__init__", counted)
+    built = []
+    for some in (items[:5], items):
+        created.calls.clear()
+        cube = cup4soil.load_s2(some)
+        built.append(created.total)
         layers = cube.B04.data.dask.layers
         assert len(layers) == 2 and any(k.startswith("read-plan-") for k in layers)
-    # Graph building does not grow with the number of scenes: the layers are the same
-    # kind and size of object, whatever the number of tasks they stand for.
-    assert len(many.B04.data.dask) > len(few.B04.data.dask)
-    assert type(many.B04.data.dask.layers[many.B04.data.name]).__name__ == "Blockwise"
+        assert not layers[cube.B04.data.name].is_materialized()
+    # Building costs the same for 5 and for 40 scenes: one lazy Blockwise layer per band
+    # (and the plan, one graph node), although it stands for 8 times as many tasks.
+    assert len(items) >= 8 * 5 and built[0] == built[1] > 0
+    assert created.calls["DataNode"] == 1
+    assert len(cube.B04.data.dask) == len(items) + 1  # one task per scene (1 chunk) + plan

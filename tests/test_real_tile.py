@@ -11,7 +11,7 @@ from odc.geo.geobox import GeoBox
 from rasterio.enums import Resampling
 
 import cup4soil
-from cup4soil import masks
+from cup4soil import masks, scmap
 from cup4soil.sources import sentinel2 as _s2meta
 
 TILE = "s2_l2a/rio-tiler-pds_S2A_29RKH_20200219_0_L2A"
@@ -70,6 +70,23 @@ def test_coarser_bands_are_averaged(tile_item, shared_data):
             assert np.abs(got.astype(int) - direct.astype(int))[inside].max() <= 1, (engine, band)
 
 
+def _read_on(shared_data, band: str, gbox: GeoBox) -> np.ndarray:
+    """A band of the tile averaged onto ``gbox``'s shape, without the file's overviews."""
+    with rasterio.open(shared_data / TILE / f"{band}.tif", OVERVIEW_LEVEL="NONE") as src:
+        return src.read(1, out_shape=gbox.shape, resampling=Resampling.average)
+
+
+def _square_dilation(mask: np.ndarray, r: int) -> np.ndarray:
+    """Dilation by a (2r+1)^2 square, by shifting and or-ing (beyond the edge: not set)."""
+    h, w = mask.shape
+    padded = np.pad(mask, r)
+    out = np.zeros_like(mask)
+    for dy in range(2 * r + 1):
+        for dx in range(2 * r + 1):
+            out |= padded[dy:dy + h, dx:dx + w]
+    return out
+
+
 def test_valid_mask_and_pvir2_on_the_real_tile(tile_item, shared_data):
     gbox = _grid(shared_data, "B05")
     cube = cup4soil.load_s2([tile_item], geobox=gbox).compute()
@@ -81,3 +98,32 @@ def test_valid_mask_and_pvir2_on_the_real_tile(tile_item, shared_data):
     np.testing.assert_array_equal(valid, usable & (cube.B05.isel(time=0).values > 0))
     assert valid.mean() > 0.8  # mostly clear desert
     assert float(cube.sza[0]) == pytest.approx(90 - 48.293248430895)
+    # PVIR2 = NDVI + NBR(B08, B12), from the files (10 m bands averaged onto the grid).
+    b04, b08, b12 = (_read_on(shared_data, b, gbox).astype(float) for b in ("B04", "B08", "B12"))
+    direct = (b08 - b04) / (b08 + b04) + (b08 - b12) / (b08 + b12)
+    pvir2 = scmap.observations(cube, 0.137).PVIR2.isel(time=0).values
+    inside = (b04 > 0) & (b08 > 0) & (b12 > 0)
+    assert inside.mean() > 0.9
+    # (averaged 10 m bands may differ by 1 DN from GDAL's average: rounding)
+    np.testing.assert_allclose(pvir2[inside], direct[inside], atol=2e-3)
+
+
+def test_cloud_buffer_on_the_real_tile_at_50_m(tile_item, shared_data):
+    """At 50 m the 100 m buffer is 2 px: a 5 x 5 square around cloud, shadow and cirrus."""
+    coarse = _grid(shared_data, "B05")  # 200 m
+    fine = GeoBox((coarse.shape.y * 4, coarse.shape.x * 4),
+                  coarse.affine * coarse.affine.scale(0.25), coarse.crs)
+    window = fine[0:400, 800:1200]  # 20 x 20 km with cirrus and clouds
+    cube = cup4soil.load_s2([tile_item], geobox=window, chunks={"x": 128, "y": 128})
+    valid = masks.valid(cube)
+    assert valid.attrs["cloud_buffer_px"] == 2
+    valid = valid.isel(time=0).values
+    with rasterio.open(shared_data / TILE / "SCL.tif") as src:
+        scl = src.read(1)[0:100, 200:300]
+    scl = scl.repeat(4, axis=0).repeat(4, axis=1)  # each 200 m pixel is 4 x 4 pixels of 50 m
+    cloud = np.isin(scl, [3, 8, 9, 10])
+    buffered = _square_dilation(cloud, 2)
+    usable = ~np.isin(scl, [0, 1, 2, 3, 7, 8, 9, 10, 11])
+    data = np.all([cube[b].isel(time=0).values > 0 for b in _s2meta.REFLECTANCE_BANDS], axis=0)
+    assert cloud.any() and (buffered & usable & ~cloud).sum() > 100  # the buffer matters
+    np.testing.assert_array_equal(valid, usable & data & ~buffered)

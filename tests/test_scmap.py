@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import dask
 import numpy as np
 import pystac
@@ -15,7 +17,12 @@ from scipy.ndimage import binary_erosion
 import cup4soil
 from cup4soil import scmap
 from cup4soil.errors import BandError, ParameterError
+from cup4soil.scmap import engine, graph
+from cup4soil.scmap import kernels as _kernels
+from cup4soil.sources import resources
 from cup4soil.sources import sentinel2 as _s2meta
+
+from helpers import CallCounter, FakeRasterDriver, raise_if_dask_computes
 
 THRESHOLD = "scmap/th_S2_s2cr_buffered_cog.tif"
 
@@ -53,10 +60,7 @@ def test_dlr_threshold_raster(dlr_threshold, lon, lat, expected, monkeypatch):
 
 
 def test_composite_is_lazy(cube, dlr_threshold):
-    def boom(*a, **k):
-        raise AssertionError("computed while building")
-
-    with dask.config.set(scheduler=boom):
+    with raise_if_dask_computes():
         out = scmap.composite(cube, dlr_threshold)
     assert all(isinstance(v.data, dask.array.Array) for v in out.data_vars.values())
     assert out.odc.geobox == cube.odc.geobox
@@ -135,9 +139,19 @@ def test_by_year(cube, dlr_threshold):
     np.testing.assert_array_equal(yearly.VPC.sum("year").values, total.values)
 
 
-def test_products_subset_skips_mref(cube, dlr_threshold):
-    out = scmap.composite(cube, dlr_threshold, products=["SRC", "BSC"])
+def test_products_subset_skips_mref(cube, worldcover, dlr_threshold, products, monkeypatch):
+    # The outlier limits are computed per strip of rows: with sigma 3 for the bare set, and
+    # with sigma 4 for the valid set only when MREF is asked for.
+    limits = CallCounter(_kernels.nmad_upper_limit, key=lambda b02, mask, sigma: sigma)
+    monkeypatch.setattr(_kernels, "nmad_upper_limit", limits)
+    out = scmap.composite(cube, dlr_threshold, worldcover=worldcover, products=["SRC", "BSC"])
     assert set(out.data_vars) == {"SRC", "BSC"}
+    out = out.compute(scheduler="sync")
+    assert limits.calls[3.0] > 0 and limits.calls[4.0] == 0
+    # Skipping it changes nothing else.
+    for name in ("SRC", "BSC"):
+        np.testing.assert_array_equal(out[name].values, products[name].values, err_msg=name)
+    assert (out.BSC.values > 0).any() and np.isfinite(out.SRC.values).any()
 
 
 def test_per_pixel_sun_zenith(cube, dlr_threshold):
@@ -221,12 +235,12 @@ def test_dlr_threshold_is_fetched_once_into_the_cache(shared_data, serve_dir, tm
     base = serve_dir(shared_data / "scmap")
     monkeypatch.delenv(scmap.THRESHOLD_ENV, raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    monkeypatch.setattr(scmap.api, "DLR_THRESHOLD_URL", f"{base}/th_S2_s2cr_buffered_cog.tif")
+    monkeypatch.setattr(resources, "DLR_THRESHOLD_URL", f"{base}/th_S2_s2cr_buffered_cog.tif")
     gbox = GeoBox.from_bbox((14.3, 52.55, 14.4, 52.65), "EPSG:4326", resolution=0.05)
     first = scmap.threshold_on(gbox)
     cached = tmp_path / "cup4soil" / "th_S2_s2cr_buffered_cog.tif"
     assert cached.is_file()
-    monkeypatch.setattr(scmap.api, "DLR_THRESHOLD_URL", "http://127.0.0.1:9/unreachable.tif")
+    monkeypatch.setattr(resources, "DLR_THRESHOLD_URL", "http://127.0.0.1:9/unreachable.tif")
     np.testing.assert_array_equal(scmap.threshold_on(gbox).values, first.values)  # no refetch
     cached.unlink()
     with pytest.raises(scmap.ThresholdError, match="set CUP4SOIL_DLR_THRESHOLD"):
@@ -282,9 +296,9 @@ def lazy_cube(sample):
 
 
 def test_read_plan_path_equals_graph_path(lazy_cube, cube, dlr_threshold):
-    params = scmap.api._Params(3.0, 4.0, 3, 70.0, 5, scmap.PRODUCTS)
-    assert scmap.api._planned(lazy_cube, params) is not None
-    assert scmap.api._planned(cube, params) is None  # persisted: read from memory
+    params = engine.Params(3.0, 4.0, 3, 70.0, 5, scmap.PRODUCTS)
+    assert graph.planned(lazy_cube, params) is not None
+    assert graph.planned(cube, params) is None  # persisted: read from memory
     for by in (None, "year"):
         a = scmap.composite(lazy_cube, dlr_threshold, by=by, chunks={"y": 24, "x": 40})
         b = scmap.composite(cube, dlr_threshold, by=by, chunks={"y": 24, "x": 40})
@@ -305,3 +319,73 @@ def test_planned_graph_holds_no_cube_and_does_not_grow_with_scenes(sample, dlr_t
         assert sum(str(k).startswith("read-plan-") for k in graph) == 1
         sizes.append(len(graph))
     assert sizes[0] == sizes[1]  # blocks x products, whatever the number of scenes
+
+
+# ------------------------------------------------------------------- what a block task reads
+
+FAKE_GRID = GeoBox.from_bbox((400000, 5800000, 401280, 5801280), "EPSG:32633", resolution=20)
+
+
+def _fake_item(i: int, gbox: GeoBox) -> pystac.Item:
+    """A Sentinel-2 L2A item whose assets (``mem://``) cover ``gbox``."""
+    geom = gbox.extent.to_crs("EPSG:4326")
+    item = pystac.Item(
+        id=f"S2A_fake_{i}", geometry=geom.json, bbox=list(geom.boundingbox),
+        datetime=dt.datetime(2020, 5, 1, 10, tzinfo=dt.UTC) + dt.timedelta(days=10 * i),
+        properties={"s2:processing_baseline": "03.01", "s2:mean_solar_zenith": 40.0,
+                    "proj:epsg": 32633})
+    for band in _s2meta.ALL_BANDS:
+        item.add_asset(band, pystac.Asset(
+            href=f"mem://{item.id}/{band}", media_type=pystac.MediaType.COG, roles=["data"],
+            extra_fields={"proj:shape": list(gbox.shape.yx),
+                          "proj:transform": list(gbox.affine)[:6]}))
+    return item
+
+
+@pytest.fixture
+def fake_archive(monkeypatch):
+    """Three scenes over all of FAKE_GRID (64 x 64 px) and one over its 20 western columns,
+    served from memory by a FakeRasterDriver that load_s2 reads through. All clear but one
+    cloud pixel, at row 10, column 50 of the first scene."""
+    rng = np.random.default_rng(5)
+    grids = [FAKE_GRID, FAKE_GRID, FAKE_GRID, FAKE_GRID[:, :20]]
+    items, assets = [], {}
+    for i, gbox in enumerate(grids):
+        item = _fake_item(i, gbox)
+        items.append(item)
+        for band in _s2meta.ALL_BANDS:
+            shape = gbox.shape.yx
+            data = (rng.choice(np.array([4, 5], np.uint8), shape) if band == "SCL"
+                    else rng.integers(800, 3000, shape).astype(np.uint16))
+            if band == "SCL" and i == 0:
+                data[10, 50] = 9
+            assets[f"mem://{item.id}/{band}"] = (data, gbox)
+    driver = FakeRasterDriver(assets)
+    monkeypatch.setattr(cup4soil.cube.load, "_SafeRioDriver", lambda: driver)
+    return items, driver
+
+
+@pytest.mark.parametrize(("products", "band_passes"), [(None, 2), (["VPC", "BSC", "MASK"], 1)])
+def test_planned_blocks_open_each_asset_once_per_pass(fake_archive, products, band_passes):
+    items, driver = fake_archive
+    cube = cup4soil.load_s2(items, geobox=FAKE_GRID, chunks={"x": 32, "y": 32})
+    out = scmap.composite(cube, 0.3, products=products, chunks={"y": 32, "x": 32})
+    assert graph.planned(cube, engine.Params(3.0, 4.0, 3, 70.0, 5, scmap.PRODUCTS))
+    assert not driver.opens  # building reads nothing
+    out = out.compute()
+    assert not driver.violations
+    # 2 x 2 blocks. Per block, SCL is read once (pass 1, with its halo), each band once per
+    # pass; the western scene only by the two western blocks (its footprint ends at
+    # column 20, the eastern blocks' halos begin at column 32 - 5).
+    for i, n_blocks in enumerate((4, 4, 4, 2)):
+        opens = driver.opens_of(f"S2A_fake_{i}/")
+        assert opens.pop(f"mem://S2A_fake_{i}/SCL") == n_blocks
+        assert opens == {f"mem://S2A_fake_{i}/{b}": band_passes * n_blocks
+                         for b in _s2meta.REFLECTANCE_BANDS}
+    assert all(cols[1] <= 20 for uri, _, cols in driver.windows if "fake_3" in uri)
+    assert all(c0 < 32 + 5 for uri, _, (c0, _) in driver.windows if "fake_3" in uri)
+    # Every observation is valid but those of the first scene within 5 px of its cloud.
+    expected = np.full((64, 64), 3)
+    expected[:, :20] += 1
+    expected[5:16, 45:56] -= 1
+    np.testing.assert_array_equal(out.VPC.values, expected)

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import dask
@@ -21,12 +22,16 @@ import xarray as xr
 
 import cup4soil
 from cup4soil import masks, store
-from cup4soil.errors import Cup4SoilError, IncompleteProductError, ParameterError, StoreError
-
-sys.path.insert(0, str(Path(__file__).parent))
-from conftest import S3_SECRET
+from cup4soil.errors import (
+    Cup4SoilError,
+    IncompleteProductError,
+    NotAProductError,
+    ParameterError,
+    StoreError,
+)
 
 from _store_writer import product
+from helpers import CallCounter
 
 WRITER = Path(__file__).parent / "_store_writer.py"
 
@@ -48,6 +53,11 @@ def vpc(sample):
 def _objects(url: str, options: dict | None) -> dict[str, bytes]:
     fs, root = fsspec.core.url_to_fs(url, **(options or {}))
     return {p[len(root):]: fs.cat_file(p) for p in fs.find(root)}
+
+
+def _sidecar(url: str | Path) -> Path:
+    """The local product's sidecar folder (plan, manifests, STAC item, marker)."""
+    return Path(f"{url}{store.SIDECAR}")
 
 
 def test_round_trip_keeps_grid_crs_and_cf_metadata(vpc, where):
@@ -96,10 +106,10 @@ def test_existing_product_is_not_overwritten_silently(vpc, tmp_path):
     store.write(vpc, url, mode="w")
 
 
-def test_incomplete_product_is_refused(vpc, tmp_path):
+def test_incomplete_or_foreign_store_is_refused(vpc, tmp_path):
     url = tmp_path / "half.zarr"
-    vpc.to_zarr(url, zarr_format=3, consolidated=False)  # written, but never marked complete
-    with pytest.raises(Cup4SoilError, match="incomplete"):
+    vpc.to_zarr(url, zarr_format=3, consolidated=False)  # a Zarr store without cup4soil's plan
+    with pytest.raises(NotAProductError, match="Zarr store that cup4soil did not write"):
         store.open(str(url))
     assert isinstance(store.open(str(url), allow_incomplete=True), xr.Dataset)
     with pytest.raises(Cup4SoilError, match="no product"):
@@ -112,6 +122,62 @@ def test_stackstac_cube_writes_to_zarr(sample, tmp_path):
     store.write(cube, str(tmp_path / "cube.zarr"))
     back = store.open(str(tmp_path / "cube.zarr"))
     np.testing.assert_array_equal(back.B04.values, cube.B04.values)
+
+
+@pytest.mark.parametrize("zarr_format", [3, 2])
+def test_labels_and_ungeoreferenced_grids_round_trip_without_warnings(tmp_path, zarr_format):
+    """Band labels (variable-length strings in Zarr v3), a grid without CRS (no grid
+    mapping), and the product's own objects outside the Zarr hierarchy: no warning."""
+    ds = xr.Dataset(
+        {"src": (("band", "y", "x"), np.arange(32.0).reshape(2, 4, 4)),
+         "n": (("y", "x"), np.ones((4, 4), np.uint16))},
+        coords={"band": ["B02", "B11"], "y": np.arange(4.0), "x": np.arange(4.0)})
+    url = str(tmp_path / "labels.zarr")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        store.write(ds, url, zarr_format=zarr_format, chunks=2)
+        back = store.open(url).load()
+        info = store.info(url)
+    assert back.band.dtype == ds.band.dtype and list(back.band.values) == ["B02", "B11"]
+    xr.testing.assert_equal(back.src, ds.src)
+    assert "grid_mapping" not in back.src.encoding and "spatial_ref" not in back.coords
+    assert info["complete"] and info["regions"] == [4, 4]
+
+
+def test_products_of_cup4soil_0_1_still_open_and_resume(tmp_path):
+    """0.1 kept plan, manifests, STAC item and marker inside the Zarr store."""
+    url = tmp_path / "old.zarr"
+    with dask.config.set(scheduler="synchronous"), pytest.raises(RuntimeError):
+        store.write(_failing(6), str(url))
+    side = _sidecar(url)
+    (side / "plan.json").rename(url / ".cup4soil-plan.json")
+    (side / "regions").rename(url / ".cup4soil-regions")
+    (side / "lease.json.lock").unlink()  # the lock file of the write lease (0.1 had none)
+    side.rmdir()
+    with pytest.raises(IncompleteProductError, match=r"\d+ of 16 regions are written"):
+        store.open(str(url))
+    info = store.write(product(), str(url), mode="resume")
+    assert 0 < info.computed < 16 and (url / ".cup4soil-complete.json").exists()
+    assert not (side / "plan.json").exists()  # resumed where it is (the lease is beside)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*not recognized")
+        back = store.open(str(url))
+    np.testing.assert_array_equal(back.soc.values, product().soc.values)
+    assert store.info(str(url))["regions"] == [16, 16]
+    store.write(product(), str(url), mode="w")  # replaced by a product of today's layout
+    assert not (url / ".cup4soil-complete.json").exists() and (side / "complete.json").exists()
+
+
+def test_resume_of_a_sidecar_without_its_store_starts_afresh(tmp_path):
+    import shutil
+
+    url = tmp_path / "moved.zarr"
+    store.write(product(), str(url))
+    shutil.rmtree(url)  # the store went away, its sidecar stayed
+    with pytest.raises(ParameterError, match="no product"):
+        store.open(str(url))
+    assert store.write(product(), str(url), mode="resume").computed == 16
+    np.testing.assert_array_equal(store.open(str(url)).soc.values, product().soc.values)
 
 
 # --- resume ----------------------------------------------------------------------------
@@ -182,10 +248,13 @@ def test_resume_computes_only_what_is_missing(where):
     objs, ref = _objects(url, options), _objects(ref_url, options)
     chunks = [k for k in ref if "/c/" in k]
     assert chunks and all(objs[k] == ref[k] for k in chunks)
-    # nothing left: resuming again is immediate
-    t = time.perf_counter()
-    again = store.write(product(), url, storage_options=options, mode="resume")
-    assert again.computed == 0 and time.perf_counter() - t < 5
+    # nothing left: resuming again computes no block
+    counted = product()
+    blocks = CallCounter(lambda x: x)
+    counted["soc"] = counted.soc.copy(data=counted.soc.data.map_blocks(
+        blocks, meta=np.array((), np.float32)))
+    again = store.write(counted, url, storage_options=options, mode="resume")
+    assert again.computed == 0 and blocks.total == 0
 
 
 def test_resume_refuses_another_dataset_and_recomputes_corrupt_regions(tmp_path):
@@ -196,7 +265,7 @@ def test_resume_refuses_another_dataset_and_recomputes_corrupt_regions(tmp_path)
     with pytest.raises(ParameterError, match="different dataset"):
         store.write(other, url, mode="resume")
     # damage one finished region: its checksum no longer matches, so it is redone
-    done = sorted((tmp_path / "p.zarr/.cup4soil-regions").iterdir())
+    done = sorted((_sidecar(url) / store.REGIONS).iterdir())
     iy, ix = map(int, done[0].stem.split("-"))
     import zarr
 
@@ -207,24 +276,24 @@ def test_resume_refuses_another_dataset_and_recomputes_corrupt_regions(tmp_path)
     np.testing.assert_array_equal(store.open(url).soc.values, product().soc.values)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kill_after", [1, 4, 9])
 def test_sigkill_then_resume(tmp_path, kill_after):
     url = str(tmp_path / "k.zarr")
     log = tmp_path / "blocks.log"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
-    proc = subprocess.Popen([sys.executable, str(WRITER), url, "w", str(log)], env=env,
-                            stderr=subprocess.PIPE, text=True)
-    regions = Path(url) / ".cup4soil-regions"
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        if regions.exists() and len(list(regions.iterdir())) >= kill_after:
-            break
-        if proc.poll() is not None:
-            pytest.fail(f"the writer exited early: {proc.stderr.read()[-2000:]}")
-        time.sleep(0.02)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    written = len(list(regions.iterdir()))
+    regions = _sidecar(url) / store.REGIONS
+    with subprocess.Popen([sys.executable, str(WRITER), url, "w", str(log)], env=env,
+                          stderr=subprocess.PIPE, text=True) as proc:  # waits, closes pipes
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            if regions.exists() and len(list(regions.glob("*.json"))) >= kill_after:
+                break
+            if proc.poll() is not None:
+                pytest.fail(f"the writer exited early: {proc.stderr.read()[-2000:]}")
+            time.sleep(0.02)
+        os.kill(proc.pid, signal.SIGKILL)
+    written = len(list(regions.glob("*.json")))  # not a manifest killed while written
     assert kill_after <= written < 16
     with pytest.raises(IncompleteProductError, match=f"{written} of 16 regions"):
         store.open(url)
@@ -332,13 +401,14 @@ def test_permanent_s3_error_names_the_object_not_the_credentials(s3_bucket, s3_e
             store.write(product(), f"{bucket}/broken.zarr", storage_options=opts)
         msg = str(err.value)
         assert "broken.zarr/soc/c/1/" in msg and "resume" in msg
-        assert S3_SECRET not in msg and options["key"] not in msg
+        assert options["secret"] not in msg and options["key"] not in msg
         with pytest.raises(IncompleteProductError):
             store.open(f"{bucket}/broken.zarr", storage_options=options)
     finally:
         proxy.close()
 
 
+@pytest.mark.slow
 def test_concurrent_workers_write_distinct_regions(tmp_path):
     from distributed import Client, LocalCluster
 
@@ -368,8 +438,10 @@ def test_no_secret_reaches_the_product(s3_bucket):
     url = f"{bucket}/clean.zarr"
     store.write(ds, url, storage_options=options,
                 provenance={"catalog": "https://pc/?token=SECRETSIG"})
-    blob = b"".join(_objects(url, options).values())
-    for secret in (b"SECRETSIG", S3_SECRET.encode(), options["key"].encode()):
+    objects = {**_objects(url, options), **_objects(url + store.SIDECAR, options)}
+    assert any(k.endswith(store.STAC_ITEM) for k in objects)  # the sidecar is scanned too
+    blob = b"".join(objects.values())
+    for secret in (b"SECRETSIG", options["secret"].encode(), options["key"].encode()):
         assert secret not in blob
     attrs = store.open(url, storage_options=options).attrs
     assert attrs["source"] == "https://example.blob.core.windows.net/c/B04.tif"
@@ -395,7 +467,7 @@ def _validate_core(d: dict) -> None:
 def test_stac_item_and_collection(vpc, tmp_path):
     url = str(tmp_path / "vpc.zarr")
     store.write(vpc, url)
-    written = json.loads((tmp_path / "vpc.zarr" / store.STAC_ITEM).read_text())
+    written = json.loads((_sidecar(url) / store.STAC_ITEM).read_text())
     item = store.stac_item(url, cogs=store.to_cogs(store.open(url), str(tmp_path / "cogs")))
     d = item.to_dict(transform_hrefs=False)
     for doc in (written, d):
@@ -457,3 +529,5 @@ def test_bad_arguments(tmp_path):
         store.write(product().soc, str(tmp_path / "a.zarr"))
     with pytest.raises(ParameterError, match="no spatial dimensions"):
         store.write(xr.Dataset({"a": ("t", [1, 2])}), str(tmp_path / "b.zarr"))
+    with pytest.raises(ParameterError, match="its own folder or prefix"):
+        store.write(product(), "memory://")  # its sidecar would be another bucket

@@ -14,7 +14,8 @@ import warnings
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from datetime import datetime
+from typing import Any, Literal, TypeAlias
 
 import dask.array as dsa
 import numpy as np
@@ -23,10 +24,10 @@ import pystac
 import rioxarray  # noqa: F401 - registers the .rio accessor on results
 import shapely.geometry
 import xarray as xr
-from odc.geo.crs import CRS
+from odc.geo.crs import CRS, SomeCRS
 from odc.geo.geobox import GeoBox
 from odc.geo.geom import Geometry
-from odc.loader import RioDriver  # odc-stac's reader; wrapped below for clear errors
+from odc.loader import RasterLoadParams, RasterSource, RioDriver, RioReader
 from rasterio.errors import NotGeoreferencedWarning
 from shapely.geometry.base import BaseGeometry
 from stackstac.rio_reader import AutoParallelRioReader
@@ -34,7 +35,7 @@ from stackstac.rio_reader import AutoParallelRioReader
 from ..errors import AssetReadError, CRSError, NoItemsError, ParameterError, RedactingFilter
 from ..sources import sentinel2 as _s2meta
 from ..sources import signing as _signing
-from ..sources.aoi import parse_aoi
+from ..sources.aoi import AOILike, parse_aoi
 from ..sources.search import AOI_KEY
 from . import kernels as _kernels
 from . import readplan as _read
@@ -42,6 +43,9 @@ from . import readplan as _read
 __all__ = ["load_s2"]
 
 Engine = Literal["odc-stac", "stackstac"]
+#: STAC items as users pass them: an ItemCollection, Items, or item dicts.
+ItemsLike: TypeAlias = (
+    "pystac.ItemCollection | Iterable[pystac.Item] | Iterable[Mapping[str, Any]]")
 
 # odc-loader reprojects into plain arrays, which rasterio reports as "not georeferenced".
 warnings.filterwarnings("ignore", category=NotGeoreferencedWarning, module=r"rasterio\.warp")
@@ -62,7 +66,7 @@ class _ItemPlan:
     solar_day: np.datetime64
 
 
-def _as_items(items: Any) -> list[pystac.Item]:
+def _as_items(items: ItemsLike) -> list[pystac.Item]:
     if isinstance(items, pystac.ItemCollection):
         return list(items.items)
     if isinstance(items, pystac.Item):
@@ -73,16 +77,27 @@ def _as_items(items: Any) -> list[pystac.Item]:
     return out
 
 
+def _acquired(item: pystac.Item) -> datetime:
+    """The item's acquisition time: ``datetime``, else ``start_datetime``."""
+    when = item.datetime or item.common_metadata.start_datetime
+    if when is None:
+        raise ParameterError(
+            f"item {item.id!r} has no acquisition time (neither datetime nor start_datetime); "
+            "fix its metadata or leave it out.")
+    return when
+
+
 def _solar_day(item: pystac.Item) -> np.datetime64:
     """Local solar date of the acquisition (UTC time shifted by longitude / 15 h)."""
-    when = item.datetime or item.common_metadata.start_datetime
+    when = _acquired(item)
     lon = 0.0
     if item.bbox:
         lon = (item.bbox[0] + item.bbox[2]) / 2
     stamp = np.datetime64(when.replace(tzinfo=None), "s") + np.timedelta64(
         round(lon * 240), "s"
     )
-    return stamp.astype("datetime64[D]")
+    day: np.datetime64 = stamp.astype("datetime64[D]")
+    return day
 
 
 def _normalise(item: pystac.Item, bands: Sequence[str]) -> pystac.Item:
@@ -134,22 +149,39 @@ def _item_epsg(item: pystac.Item) -> int | None:
     return None
 
 
-def _area(items: Any, plans: Sequence[_ItemPlan], bbox: Any) -> tuple[BaseGeometry, bool]:
+def _sun_zenith(groups: Iterable[Sequence[_ItemPlan]]) -> np.ndarray:
+    """Mean sun zenith of each time step's items, degrees (float32; NaN where no item of
+    the step says)."""
+    out = []
+    for group in groups:
+        vals = [p.sun_zenith for p in group]
+        out.append(np.nan if all(np.isnan(vals)) else float(np.nanmean(vals)))
+    return np.asarray(out, dtype="float32")
+
+
+def _area(items: ItemsLike, plans: Sequence[_ItemPlan],
+          bbox: AOILike | None) -> tuple[BaseGeometry, bool]:
     """Output area in lon/lat, and whether it came from the user (bbox or search AOI)."""
     if bbox is not None:
         return parse_aoi(bbox), True
     extra = getattr(items, "extra_fields", {}) or {}
     if AOI_KEY in extra:
         return shapely.geometry.shape(extra[AOI_KEY]), True
-    footprints = [
-        shapely.geometry.shape(p.item.geometry) if p.item.geometry
-        else shapely.geometry.box(*p.item.bbox)
-        for p in plans
-    ]
+    footprints = []
+    for p in plans:
+        if p.item.geometry:
+            footprints.append(shapely.geometry.shape(p.item.geometry))
+        elif p.item.bbox:
+            footprints.append(shapely.geometry.box(*p.item.bbox))
+        else:
+            raise ParameterError(
+                f"item {p.item.id!r} has neither a geometry nor a bbox; pass bbox=... or "
+                "geobox=... to say which area to load.")
     return shapely.union_all(footprints), False
 
 
-def _target_crs(crs: Any, area: BaseGeometry, from_user: bool, plans: Sequence[_ItemPlan]) -> CRS:
+def _target_crs(crs: SomeCRS | None, area: BaseGeometry, from_user: bool,
+                plans: Sequence[_ItemPlan]) -> CRS:
     if crs is not None:
         try:
             return CRS(crs)
@@ -161,8 +193,7 @@ def _target_crs(crs: Any, area: BaseGeometry, from_user: bool, plans: Sequence[_
     if from_user:
         c = area.centroid
         return CRS.utm(c.x, c.y)
-    codes = {_item_epsg(p.item) for p in plans}
-    codes.discard(None)
+    codes = {c for p in plans if (c := _item_epsg(p.item)) is not None}
     if len(codes) == 1:
         return CRS(f"EPSG:{codes.pop()}")
     if not codes:
@@ -207,26 +238,28 @@ def _chunks(chunks: Mapping[str, int] | None) -> tuple[int, int]:
 # ----------------------------------------------------------------------------------- readers
 
 
-class _SafeReader:
-    """Wraps odc-loader's rasterio reader so failures name the asset, without tokens."""
+class _SafeReader(RioReader):
+    """odc-loader's rasterio reader whose failures name the asset, without tokens."""
 
-    def __init__(self, inner: Any, uri: str) -> None:
-        self._inner, self._uri = inner, uri
+    def __init__(self, src: RasterSource, ctx: Any) -> None:
+        super().__init__(src, ctx)
+        self._uri = src.uri
 
-    def read(self, *args: Any, **kwargs: Any) -> Any:
+    def read(self, cfg: RasterLoadParams, dst_geobox: GeoBox, *, dst: np.ndarray | None = None,
+             selection: Any = None) -> tuple[tuple[slice, slice], np.ndarray]:
         try:
-            return self._inner.read(*args, **kwargs)
+            return super().read(cfg, dst_geobox, dst=dst, selection=selection)
         except AssetReadError:
             raise
         except Exception as exc:
             raise AssetReadError(self._uri, f"{type(exc).__name__}: {exc}") from None
 
 
-class _SafeRioDriver(RioDriver):  # type: ignore[misc]
+class _SafeRioDriver(RioDriver):
     """odc-loader's rasterio driver whose readers raise :class:`AssetReadError`."""
 
-    def open(self, src: Any, ctx: Any) -> _SafeReader:
-        return _SafeReader(super().open(src, ctx), src.uri)
+    def open(self, src: RasterSource, ctx: Any) -> _SafeReader:
+        return _SafeReader(src, ctx)
 
 
 def _load_odc(
@@ -253,11 +286,8 @@ def _load_odc(
                            coords=coords)
         var.encoding["grid_mapping"] = "spatial_ref"
         variables[band] = var
-    sza = []
-    for group in plan.groups:
-        vals = [plans[i].sun_zenith for i in group]
-        sza.append(np.nan if all(np.isnan(vals)) else float(np.nanmean(vals)))
-    return xr.Dataset(variables), np.asarray(sza, dtype="float32")
+    sza = _sun_zenith([plans[i] for i in group] for group in plan.groups)
+    return xr.Dataset(variables), sza
 
 
 class _SafeStackstacReader(AutoParallelRioReader):  # type: ignore[misc]
@@ -281,7 +311,7 @@ def _load_stackstac(
     import stackstac
     from rasterio.enums import Resampling
 
-    epsg = geobox.crs.epsg
+    epsg = geobox.crs.epsg if geobox.crs is not None else None
     if epsg is None:
         raise CRSError(f"engine='stackstac' needs an EPSG code; {geobox.crs} has none.")
     left, bottom, right, top = geobox.boundingbox
@@ -326,8 +356,10 @@ def _load_stackstac(
 # ------------------------------------------------------------------------------- harmonise
 
 
-def _shift_block(block: np.ndarray, offsets: np.ndarray, block_info: Any = None) -> np.ndarray:
+def _shift_block(block: np.ndarray, offsets: np.ndarray,
+                 block_info: dict[int | None, dict[str, Any]] | None = None) -> np.ndarray:
     """Shift each time slice of a (time, y, x) block by its own DN offset."""
+    assert block_info is not None  # map_blocks passes it
     t0, t1 = block_info[0]["array-location"][0]
     out = block.copy()
     for i, off in enumerate(offsets[t0:t1]):
@@ -339,7 +371,8 @@ def _harmonise(da: xr.DataArray, offsets: np.ndarray) -> xr.DataArray:
     """Apply one DN offset per time step (one task layer, fused with the reads)."""
     if not np.any(offsets):
         return da
-    data = dsa.map_blocks(_shift_block, da.data, np.asarray(offsets), dtype=da.dtype)
+    data = dsa.map_blocks(  # type: ignore[no-untyped-call]
+        _shift_block, da.data, np.asarray(offsets), dtype=da.dtype)
     return da.copy(data=data)
 
 
@@ -348,17 +381,17 @@ def _fuse_first(values: Iterable[xr.DataArray]) -> xr.DataArray:
     it = iter(values)
     out = next(it)
     for other in it:
-        out = xr.where(out != 0, out, other).astype(out.dtype)
+        out = xr.where(out != 0, out, other).astype(out.dtype)  # type: ignore[no-untyped-call]
     return out
 
 
 def load_s2(
-    items: pystac.ItemCollection | Iterable[pystac.Item] | Iterable[Mapping[str, Any]],
+    items: ItemsLike,
     *,
     bands: Sequence[str] | None = None,
     resolution: float = 20.0,
-    crs: Any = None,
-    bbox: Any = None,
+    crs: SomeCRS | None = None,
+    bbox: AOILike | None = None,
     chunks: Mapping[str, int] | None = None,
     engine: Engine = "odc-stac",
     geobox: GeoBox | None = None,
@@ -419,6 +452,8 @@ def load_s2(
         target = _target_crs(crs, area, from_user, plans)
         geobox = _geobox(area, target, res)
     else:
+        if geobox.crs is None:
+            raise CRSError("geobox= has no CRS; give a GeoBox with one (e.g. cube.odc.geobox).")
         target, res = geobox.crs, float(abs(geobox.resolution.x))
 
     if engine == "odc-stac":
@@ -469,18 +504,16 @@ def _load_stackstac_harmonised(
         group.sort(key=lambda p: (p.item.datetime, p.item.id))
         ds = _load_stackstac([p.item for p in group], bands, geobox, res, chunk)
         # Label each time step with its solar day, which fixes its offsets.
-        by_time = {np.datetime64(p.item.datetime.replace(tzinfo=None), "ns"): p for p in group}
+        by_time: dict[np.datetime64, _ItemPlan] = {
+            np.datetime64(_acquired(p.item).replace(tzinfo=None), "ns"): p for p in group}
         labels = [_nearest_day(t, by_time) for t in ds.time.values]
         per_time = [key or next(iter(day_offsets[d])) for d in labels]
         for i, band in enumerate(bands):
             ds[band] = _harmonise(ds[band], np.array([offs[i] for offs in per_time]))
         parts.append(ds.assign_coords(solar_day=("time", labels)))
     cube = parts[0] if len(parts) == 1 else _merge_parts(parts, bands).sortby("time")
-    sza = []
-    for d in cube["solar_day"].values:
-        vals = [p.sun_zenith for p in plans if p.solar_day == d]
-        sza.append(float(np.nanmean(vals)) if not all(np.isnan(vals)) else np.nan)
-    return cube.drop_vars("solar_day"), np.asarray(sza, dtype="float32")
+    sza = _sun_zenith([p for p in plans if p.solar_day == d] for d in cube["solar_day"].values)
+    return cube.drop_vars("solar_day"), sza
 
 
 def _nearest_day(t: np.datetime64, by_time: Mapping[np.datetime64, _ItemPlan]) -> np.datetime64:

@@ -7,7 +7,7 @@ odc-stac's item parsing, load configuration, solar-day grouping, rasterio reader
 but plans once per cube (:class:`ReadPlan`, a frozen object that travels to workers) and
 describes each band as a single lazy ``Blockwise`` layer. Any window of any time step can
 then be read straight from the plan, which is how SCMaP's block tasks read their input
-without a cube graph inside them (``scmap._PlanSource``).
+without a cube graph inside them (:class:`cup4soil.cube.windows.PlanWindows`).
 """
 
 from __future__ import annotations
@@ -22,16 +22,18 @@ from typing import Any
 import dask.array as dsa
 import numpy as np
 import pystac
+from dask.delayed import Delayed
 from odc.geo.geobox import GeoBox
 from odc.geo.geom import Geometry
 from odc.loader import resolve_fuser, resolve_load_cfg, resolve_src_nodata
+from odc.loader.types import ReaderDriver
 from odc.stac import parse_items
 
 from .._compat import fuser_for_nodata, resolve_dst_fill_value
 from ..sources import signing as _signing
 from . import kernels as _kernels
 
-__all__ = ["ReadPlan", "as_key", "lazy_band", "make_plan", "plan_of"]
+__all__ = ["ReadPlan", "as_key", "lazy_band", "make_plan", "plan_of", "splits"]
 
 #: Attribute set on a band's Dask layer: (plan, band). It marks arrays that are exactly a
 #: plan's output (xarray/dask operations make new layers under new names, without it).
@@ -68,13 +70,13 @@ class ReadPlan:
 
     geobox: GeoBox
     bands: tuple[str, ...]
-    cfg: Mapping[str, Any]
+    cfg: Mapping[str, Any]  # odc-loader's RasterLoadParams per band
     srcs: tuple[Mapping[str, Any], ...]
     footprints: tuple[Geometry | None, ...]
     groups: tuple[tuple[int, ...], ...]
     times: tuple[datetime, ...]
     offsets: np.ndarray
-    driver: Any
+    driver: ReaderDriver
     env: Mapping[str, Any]
     token: str
 
@@ -118,7 +120,7 @@ class ReadPlan:
 
 def make_plan(
     items: Sequence[pystac.Item], bands: Sequence[str], geobox: GeoBox,
-    resampling: Mapping[str, str], offsets: np.ndarray, driver: Any,
+    resampling: Mapping[str, str], offsets: np.ndarray, driver: ReaderDriver,
 ) -> ReadPlan:
     """Plan reads of ``bands`` of ``items`` onto ``geobox`` from metadata only.
 
@@ -142,7 +144,7 @@ def make_plan(
     digest = hashlib.sha256()
     for part in (
         repr(geobox), repr(sorted(cfg.items())), repr(groups),
-        repr([sorted((k, v.uri) for k, v in s.items()) for s in srcs]),
+        repr([sorted((k, v.uri) for k, v in s.items() if v is not None) for s in srcs]),
         np.ascontiguousarray(offsets, dtype=np.int32).tobytes(),
     ):
         digest.update(part if isinstance(part, bytes) else part.encode())
@@ -164,7 +166,7 @@ def _read_chunk(plan: ReadPlan, band: str, chunk: tuple[int, int],
 
 
 def lazy_band(plan: ReadPlan, band: str, chunk: tuple[int, int], *,
-              key: Any = None) -> dsa.Array:
+              key: Delayed | None = None) -> dsa.Array:
     """``band`` of the planned cube as a ``(time, y, x)`` Dask array, chunks ``(1, *chunk)``.
 
     One ``Blockwise`` layer: building it costs the same for 10 or 10 000 time steps.
@@ -172,37 +174,40 @@ def lazy_band(plan: ReadPlan, band: str, chunk: tuple[int, int], *,
     """
     n_t, ny, nx = plan.shape
     dtype = np.dtype(plan.cfg[band].dtype)
-    chunks = ((1,) * n_t, _splits(ny, chunk[0]), _splits(nx, chunk[1]))
+    chunks = ((1,) * n_t, tuple(b - a for a, b in splits(ny, chunk[0])),
+              tuple(b - a for a, b in splits(nx, chunk[1])))
     name = f"{band.lower()}-{plan.token}"
     key = as_key(plan) if key is None else key
-    arr = dsa.map_blocks(_read_chunk, key, band, tuple(chunk), name=name, chunks=chunks,
-                         dtype=dtype, meta=np.empty((0, 0, 0), dtype))
+    arr: dsa.Array = dsa.map_blocks(  # type: ignore[no-untyped-call]
+        _read_chunk, key, band, tuple(chunk), name=name, chunks=chunks, dtype=dtype,
+        meta=np.empty((0, 0, 0), dtype))
     setattr(arr.dask.layers[arr.name], _MARK, (plan, band))
     return arr
 
 
-def as_key(plan: ReadPlan) -> Any:
+def as_key(plan: ReadPlan) -> Delayed:
     """The plan as one graph key that tasks depend on: it is stored (and sent to workers)
     once, and Dask does not walk its hundreds of item sources (``dask.delayed`` would)."""
-    from dask.delayed import Delayed
     from dask.highlevelgraph import HighLevelGraph
     from dask.task_spec import DataNode
 
     key = f"read-plan-{plan.token}"
     graph = HighLevelGraph.from_collections(key, {key: DataNode(key, plan)}, dependencies=())
-    return Delayed(key, graph)
+    return Delayed(key, graph)  # type: ignore[no-untyped-call]
 
 
-def plan_of(arr: Any) -> tuple[ReadPlan, str] | None:
+def plan_of(arr: object) -> tuple[ReadPlan, str] | None:
     """``(plan, band)`` if ``arr`` is exactly a band of a planned cube, else None."""
     if not isinstance(arr, dsa.Array):
         return None
     layer = arr.dask.layers.get(arr.name)
-    found = getattr(layer, _MARK, None)
+    found: tuple[ReadPlan, str] | None = getattr(layer, _MARK, None)
     if found is None or found[0].shape != arr.shape:
         return None
     return found
 
 
-def _splits(n: int, size: int) -> tuple[int, ...]:
-    return tuple(min(size, n - i) for i in range(0, n, size))
+def splits(n: int, size: int) -> list[tuple[int, int]]:
+    """``[(start, stop), ...]`` cutting ``range(n)`` into pieces of ``size`` (the last one
+    shorter): the chunks of a band, the blocks of a composite."""
+    return [(i, min(i + size, n)) for i in range(0, n, size)]

@@ -4,26 +4,28 @@
 >>> client = cup4soil.cluster.connect("https://hub/services/dask-gateway",
 ...                                   workers=10, adaptive=(2, 40))   # doctest: +SKIP
 
-Every worker — including those that join later (adaptive scaling, restarts) — gets the
-environment cup4soil's readers need through a worker plugin: GDAL settings for reading
-cloud-optimised GeoTIFFs over HTTP, and the credentials variables (AWS, Azure, Planetary
-Computer subscription key) of the client's environment. Before returning, the workers
-are checked for the packages the pipeline imports.
+The environment cup4soil's readers need (GDAL settings for cloud-optimised GeoTIFFs over
+HTTP, the credentials variables of the client: AWS, Azure, Planetary Computer subscription
+key) is captured once, on the client, and reaches every worker -- including those that join
+later (adaptive scaling, restarts) -- through a worker plugin (:mod:`.env` says what goes
+where). Before returning, the workers are checked for the packages the pipeline imports.
+:func:`compute` (from :mod:`.progress`) computes lazy results under a progress bar.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import logging
 import os
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from distributed.diagnostics.plugin import WorkerPlugin
-
 from ..errors import ClusterError, ParameterError, redact
+from .env import DEFAULT_WORKER_ENV, Environment, WorkerEnvironment, worker_environment
+from .progress import compute
 
 __all__ = [
     "DEFAULT_WORKER_ENV", "WorkerEnvironment", "close", "compute", "connect", "worker_environment",
@@ -31,59 +33,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: GDAL settings for COG reading over HTTP/S3 (set on every worker unless already given).
-DEFAULT_WORKER_ENV: dict[str, str] = {
-    # a COG needs no sidecar files: do not list the "directory" of every href
-    "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
-    "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tif,.tiff,.TIF,.TIFF,.jp2,.vrt",
-    "GDAL_HTTP_MAX_RETRY": "5",
-    "GDAL_HTTP_RETRY_DELAY": "1",
-    "GDAL_HTTP_MULTIRANGE": "YES",
-    "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",
-    "GDAL_HTTP_VERSION": "2",
-    "VSI_CACHE": "TRUE",
-    "GDAL_CACHEMAX": "256",
-}
-
-# Forwarded from the client's environment when set: storage and signing credentials.
-_FORWARD = re.compile(r"^(AWS_|AZURE_|GS_|GOOGLE_APPLICATION_CREDENTIALS$|PC_SDK_|"
-                      r"CUP4SOIL_|GDAL_|CPL_|VSI_)")
-
 # What the pipeline imports on workers: checked before work is sent.
 _REQUIRED = ("cup4soil", "numpy", "dask", "xarray", "rasterio", "odc.stac", "numba",
              "quantile_forest", "zarr")
-
-
-def worker_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment variables workers get: :data:`DEFAULT_WORKER_ENV`, then matching
-    variables of this process (``AWS_*``, ``AZURE_*``, ``PC_SDK_*``, ``GDAL_*`` ...), then
-    ``extra``."""
-    env = dict(DEFAULT_WORKER_ENV)
-    env.update({k: v for k, v in os.environ.items() if _FORWARD.match(k)})
-    env.update({str(k): str(v) for k, v in (extra or {}).items()})
-    return env
-
-
-class WorkerEnvironment(WorkerPlugin):
-    """Worker plugin that sets environment variables on every worker, now and later.
-
-    ``distributed`` runs a registered plugin's ``setup`` on each existing worker and on
-    every worker that joins afterwards, so adaptive clusters stay configured.
-    """
-
-    name = "cup4soil-environment"
-
-    def __init__(self, env: Mapping[str, str]) -> None:
-        self.env = dict(env)
-
-    def setup(self, worker: Any) -> None:
-        os.environ.update(self.env)
-
-    def teardown(self, worker: Any) -> None:
-        pass
-
-    def __repr__(self) -> str:  # never the values: they may be credentials
-        return f"WorkerEnvironment({sorted(self.env)})"
 
 
 def _check_workers(client: Any, required: Sequence[str]) -> dict[str, Any]:
@@ -101,7 +53,7 @@ def _check_workers(client: Any, required: Sequence[str]) -> dict[str, Any]:
                 out[n] = f"MISSING: {type(exc).__name__}: {exc}"
         return out
 
-    found = client.run(probe, list(required))
+    found: dict[str, dict[str, str]] = client.run(probe, list(required))
     missing = {w: [n for n, v in r.items() if v.startswith("MISSING")] for w, r in found.items()}
     missing = {w: m for w, m in missing.items() if m}
     if missing:
@@ -112,7 +64,7 @@ def _check_workers(client: Any, required: Sequence[str]) -> dict[str, Any]:
             "(the same image or conda environment as the client).")
     from .._version import __version__
 
-    theirs = {r.get("cup4soil") for r in found.values()}
+    theirs = {r.get("cup4soil", "?") for r in found.values()}
     if theirs - {__version__, "?"}:
         log.warning("workers run cup4soil %s, the client %s", sorted(theirs), __version__)
     return found
@@ -121,17 +73,37 @@ def _check_workers(client: Any, required: Sequence[str]) -> dict[str, Any]:
 def _shutdown(cluster: Any) -> None:
     with contextlib.suppress(Exception):  # already closed, or interpreter shutdown
         cluster.close()
+    gateway = getattr(cluster, "gateway", None)  # a Dask-Gateway cluster's own client
+    if gateway is not None and hasattr(gateway, "_loop_runner"):
+        # cluster.close() closed it; its __del__ would close it again once its loop has
+        # stopped, printing "Exception ignored in Gateway.__del__" at interpreter exit.
+        gateway.close = lambda: None
+
+
+@functools.cache
+def _gateway_client() -> type:
+    """``dask_gateway.Gateway``, closed once: its ``__del__`` closes it again, which raises
+    (in ``__del__``: an unraisable exception) once its event loop has stopped."""
+    from dask_gateway import Gateway
+
+    class _Gateway(Gateway):  # type: ignore[misc]
+        _closed = False
+
+        def close(self) -> None:
+            if not self._closed:
+                self._closed = True
+                super().close()
+
+    return _Gateway
 
 
 def _gateway_cluster(address: str | None, *, workers: int | None,
                      worker_memory: float | None, adaptive: tuple[int, int] | None,
                      options: Mapping[str, Any] | None, auth: Any) -> Any:
-    from dask_gateway import Gateway
-
     where = address or "the configured gateway (dask config gateway.address)"
     gateway = None
     try:
-        gateway = Gateway(address=address, auth=auth)
+        gateway = _gateway_client()(address=address, auth=auth)
         offered = gateway.cluster_options()
     except Exception as exc:
         if gateway is not None:
@@ -172,7 +144,7 @@ def connect(target: str = "local", *, workers: int | None = None,
             options: Mapping[str, Any] | None = None, auth: Any = None,
             environment: Mapping[str, str] | None = None,
             threads_per_worker: int | None = None, wait: bool = True,
-            timeout: float = 120.0) -> Any:
+            timeout: float = 120.0, forward_credentials: bool | None = None) -> Any:
     """A ``distributed.Client`` for cup4soil work, with configured workers.
 
     Parameters
@@ -200,6 +172,12 @@ def connect(target: str = "local", *, workers: int | None = None,
         Wait until ``workers`` (or the adaptive minimum) are up.
     timeout : float
         Seconds to wait for workers.
+    forward_credentials : bool, optional
+        Copy this process's credential variables (``AWS_*``, ``AZURE_*``, ``GS_*``,
+        ``GOOGLE_APPLICATION_CREDENTIALS``, ``PC_SDK_*``) into the workers' environment.
+        Default: yes for clusters cup4soil creates (``"local"``, Dask-Gateway), no for a
+        running scheduler given by address -- its workers may serve other users, so their
+        environment gets the GDAL settings and ``environment=`` only, unless you ask.
 
     Returns
     -------
@@ -209,17 +187,18 @@ def connect(target: str = "local", *, workers: int | None = None,
     """
     from distributed import Client, LocalCluster
 
-    cluster = None
+    cluster: Any = None
+    client: Any = None  # a distributed.Client
     if target == "local":
         n_cores = os.cpu_count() or 1
         n = workers or (adaptive[0] if adaptive else max(1, n_cores // 2))
         threads = threads_per_worker or max(1, n_cores // max(n, 1))
-        cluster = LocalCluster(n_workers=n, threads_per_worker=threads,
-                               memory_limit=worker_memory or "auto", processes=True,
-                               dashboard_address=":0")
+        cluster = LocalCluster(  # type: ignore[no-untyped-call]
+            n_workers=n, threads_per_worker=threads, memory_limit=worker_memory or "auto",
+            processes=True, dashboard_address=":0")
         if adaptive:
             cluster.adapt(minimum=adaptive[0], maximum=adaptive[1])
-        client = Client(cluster)
+        client = Client(cluster)  # type: ignore[no-untyped-call]
     elif target == "gateway" or target.startswith(("http://", "https://", "gateway://")):
         memory = None
         if worker_memory is not None:
@@ -230,7 +209,7 @@ def connect(target: str = "local", *, workers: int | None = None,
         client = cluster.get_client(set_as_default=True)
     elif re.match(r"^(tcp|tls|ucx|inproc)://|^[\w.-]+:\d+$", target):
         try:
-            client = Client(target, timeout=f"{int(timeout)}s")
+            client = Client(target, timeout=f"{int(timeout)}s")  # type: ignore[no-untyped-call]
         except Exception as exc:
             raise ClusterError(f"cannot reach the Dask scheduler at {target} "
                                f"({type(exc).__name__}: {exc}).") from None
@@ -240,8 +219,11 @@ def connect(target: str = "local", *, workers: int | None = None,
     if cluster is not None:
         client._cup4soil_cluster = cluster  # close() shuts it down
         atexit.register(_shutdown, cluster)
+    if forward_credentials is None:
+        forward_credentials = cluster is not None  # workers of a cluster cup4soil created
     try:
-        client.register_plugin(WorkerEnvironment(worker_environment(environment)))
+        client.register_plugin(WorkerEnvironment(Environment.capture(
+            environment, credentials=forward_credentials)))
         want = adaptive[0] if adaptive else workers
         if wait and want:
             client.wait_for_workers(want, timeout=timeout)
@@ -260,45 +242,3 @@ def close(client: Any) -> None:
     finally:
         if cluster is not None:
             _shutdown(cluster)
-
-
-def compute(*collections: Any, progress: bool = True) -> tuple[Any, ...]:
-    """Compute lazy results (composites, predictions, cubes) with a progress bar.
-
-    On the current distributed client (e.g. from :func:`connect`) the collections are
-    persisted and distributed's progress bar follows them (a widget in notebooks, text in
-    terminals); otherwise dask's local scheduler runs them under its ``ProgressBar``.
-
-    Parameters
-    ----------
-    *collections
-        xarray or dask objects, e.g. ``scmap.composite(...)`` or ``model.predict(...)``.
-    progress
-        Show the bar (False: compute quietly).
-
-    Returns
-    -------
-    tuple
-        The computed objects, in order.
-    """
-    import dask
-
-    try:
-        from distributed import get_client
-
-        client = get_client()
-    except (ImportError, ValueError):
-        client = None
-    if client is not None:
-        persisted = client.persist(list(collections))
-        if progress:
-            from distributed import progress as show
-
-            show(*persisted)
-        return tuple(dask.compute(*persisted))
-    if not progress:
-        return tuple(dask.compute(*collections))
-    from dask.diagnostics import ProgressBar
-
-    with ProgressBar():
-        return tuple(dask.compute(*collections))

@@ -6,7 +6,8 @@ They take and return plain arrays, so they are tested on small inputs and reused
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import NamedTuple
 
 import numpy as np
 from scipy import ndimage
@@ -23,7 +24,8 @@ def scl_in(scl: np.ndarray, classes: Iterable[int]) -> np.ndarray:
     """Boolean array: SCL value is one of ``classes`` (a 256-entry lookup, fast for uint8)."""
     lut = np.zeros(256, dtype=bool)
     lut[list(classes)] = True
-    return lut[np.clip(scl, 0, 255).astype(np.intp)]
+    out: np.ndarray = lut[np.clip(scl, 0, 255).astype(np.intp)]
+    return out
 
 
 def dilate(mask: np.ndarray, radius: int) -> np.ndarray:
@@ -35,7 +37,9 @@ def dilate(mask: np.ndarray, radius: int) -> np.ndarray:
     if radius <= 0:
         return mask.astype(bool, copy=True)
     size = (1,) * (mask.ndim - 2) + (2 * radius + 1, 2 * radius + 1)
-    return ndimage.maximum_filter(mask.astype(np.uint8), size=size, mode="constant", cval=0) > 0
+    out: np.ndarray = ndimage.maximum_filter(mask.astype(np.uint8), size=size,
+                                             mode="constant", cval=0) > 0
+    return out
 
 
 def cloud_buffer(scl: np.ndarray, radius: int, cloud_scl: Iterable[int] = CLOUD_SCL) -> np.ndarray:
@@ -49,39 +53,6 @@ def any_nodata(*bands: np.ndarray) -> np.ndarray:
     for band in bands:
         out |= band == 0
     return out
-
-
-def valid_from_parts(
-    scl: np.ndarray,
-    buffered_clouds: np.ndarray,
-    *bands: np.ndarray,
-    invalid_scl: Iterable[int] = INVALID_SCL,
-) -> np.ndarray:
-    """Validity given the (already dilated) cloud buffer: usable class, data, no cloud."""
-    return ~(scl_in(scl, invalid_scl) | any_nodata(*bands) | buffered_clouds)
-
-
-def valid_mask(
-    scl: np.ndarray,
-    nodata: np.ndarray,
-    *,
-    radius: int,
-    invalid_scl: Iterable[int] = INVALID_SCL,
-    cloud_scl: Iterable[int] = CLOUD_SCL,
-) -> np.ndarray:
-    """SCMaP validity of each observation of a whole array, before the sun-zenith limit.
-
-    Parameters
-    ----------
-    scl
-        Scene classification, ``(..., y, x)``.
-    nodata
-        True where any reflectance band is nodata, same shape.
-    radius
-        Cloud buffer in pixels (100 m at 20 m resolution = 5 px: an 11 x 11 square).
-    """
-    cloud = cloud_buffer(scl, radius, cloud_scl)
-    return ~(scl_in(scl, invalid_scl) | nodata | cloud)
 
 
 # ------------------------------------------------------------------------------------ SCMaP
@@ -100,12 +71,116 @@ def normalized_difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     b = b.astype(np.float32)
     den = a + b
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(den != 0, (a - b) / den, np.float32(np.nan)).astype(np.float32)
+        out: np.ndarray = np.where(den != 0, (a - b) / den, np.float32(np.nan)).astype(np.float32)
+    return out
 
 
 def pvir2(b04: np.ndarray, b08: np.ndarray, b12: np.ndarray) -> np.ndarray:
     """PVIR2 = NDVI + NBR with NDVI = (B08 - B04)/(B08 + B04), NBR = (B08 - B12)/(B08 + B12)."""
-    return normalized_difference(b08, b04) + normalized_difference(b08, b12)
+    out: np.ndarray = normalized_difference(b08, b04) + normalized_difference(b08, b12)
+    return out
+
+
+#: No halo: every input covers the same pixels.
+NO_HALO: tuple[int, int, int, int] = (0, 0, 0, 0)
+
+
+class Observation(NamedTuple):
+    """What :func:`observe` says about each observation."""
+
+    valid: np.ndarray  # bool: a usable observation
+    bare: np.ndarray  # bool: valid and bare soil (before the NMAD outlier test)
+    pvir2: np.ndarray  # float32: NDVI + NBR
+
+
+def observe_valid(
+    scl: np.ndarray,
+    bands: Iterable[np.ndarray],
+    *,
+    radius: int,
+    sza: np.ndarray | float | None = None,
+    max_sun_zenith: float = 70.0,
+    halo: tuple[int, int, int, int] = NO_HALO,
+    invalid_scl: Iterable[int] = INVALID_SCL,
+    cloud_scl: Iterable[int] = CLOUD_SCL,
+) -> np.ndarray:
+    """SCMaP validity of observations: the validity half of :func:`observe`.
+
+    An observation is valid when its SCL class is usable, no band is nodata (0), no
+    cloud, shadow or cirrus pixel lies within ``radius`` pixels (a square), and the sun
+    zenith is at most ``max_sun_zenith`` -- an unknown (NaN) sun zenith does not invalidate.
+
+    Parameters
+    ----------
+    scl
+        Scene classification, ``(..., y, x)`` -- with ``halo`` extra pixels on each side.
+    bands
+        Reflectance bands (DN, 0 = nodata), each ``(..., y, x)`` without the halo.
+    radius
+        Cloud buffer in pixels (100 m at 20 m resolution = 5 px: an 11 x 11 square).
+    sza
+        Sun zenith angle, degrees, broadcastable to the bands (one value per observation,
+        or per pixel); None: no limit.
+    max_sun_zenith
+        Largest valid sun zenith angle, degrees.
+    halo
+        ``(top, bottom, left, right)`` pixels of ``scl`` beyond the bands' window: the
+        cloud buffer reaches into them. Beyond the halo, pixels count as cloud-free, so a
+        window with a halo of at least ``radius`` (or reaching the image edge) gives the
+        same result as the whole image.
+    invalid_scl, cloud_scl
+        SCL classes that are never valid, and those the buffer grows around.
+    """
+    top, bottom, left, right = halo
+    clouds = cloud_buffer(scl, radius, cloud_scl)
+    if top or bottom or left or right:
+        core = (..., slice(top, scl.shape[-2] - bottom), slice(left, scl.shape[-1] - right))
+        clouds, scl = clouds[core], scl[core]
+    valid: np.ndarray = ~(scl_in(scl, invalid_scl) | any_nodata(*bands) | clouds)
+    if sza is not None:
+        with np.errstate(invalid="ignore"):
+            valid &= ~(np.asarray(sza) > max_sun_zenith)
+    return valid
+
+
+def observe(
+    scl: np.ndarray,
+    bands: Mapping[str, np.ndarray],
+    threshold: np.ndarray | float,
+    *,
+    radius: int,
+    landcover: np.ndarray | None = None,
+    sza: np.ndarray | float | None = None,
+    max_sun_zenith: float = 70.0,
+    halo: tuple[int, int, int, int] = NO_HALO,
+) -> Observation:
+    """SCMaP's observation rule: which observations are valid, and which are bare soil.
+
+    Bare: valid, PVIR2 <= ``threshold`` (NaN PVIR2 is never bare) and the land cover not
+    built-up or water (WorldCover 50, 80). Validity as in :func:`observe_valid`.
+
+    Parameters
+    ----------
+    scl
+        Scene classification, ``(..., y, x)`` with ``halo`` (see :func:`observe_valid`).
+    bands
+        Reflectance bands by name (DN, 0 = nodata, ``(..., y, x)``); all of them decide
+        nodata, ``B04``, ``B08`` and ``B12`` give PVIR2.
+    threshold
+        PVIR2 threshold, broadcastable to the bands (float32 per pixel, or one value).
+    landcover
+        ESA WorldCover classes ``(y, x)``, or None.
+    radius, sza, max_sun_zenith, halo
+        As for :func:`observe_valid`.
+    """
+    valid = observe_valid(scl, bands.values(), radius=radius, sza=sza,
+                          max_sun_zenith=max_sun_zenith, halo=halo)
+    p = pvir2(bands["B04"], bands["B08"], bands["B12"])
+    with np.errstate(invalid="ignore"):
+        bare = valid & (p <= threshold)
+    if landcover is not None:
+        bare &= ~np.isin(landcover, WC_NOT_BARE)
+    return Observation(valid, bare, p)
 
 
 def masked_median(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -129,7 +204,8 @@ def masked_median(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
     b = np.take_along_axis(data, hi[None], axis=0)[0].astype(np.float64)
     with np.errstate(invalid="ignore"):
         med = (a + b) / 2
-    return np.where(n > 0, med, np.nan)
+    out: np.ndarray = np.where(n > 0, med, np.nan)
+    return out
 
 
 def nmad_upper_limit(b02: np.ndarray, mask: np.ndarray, sigma: float,
@@ -157,7 +233,8 @@ def nmad_upper_limit(b02: np.ndarray, mask: np.ndarray, sigma: float,
 
 
 class Moments:
-    """Combinable per-pixel count, mean and sum of squared deviations (Welford/Chan).
+    """Per-pixel count, mean and sum of squared deviations, updated one observation at a
+    time (Welford).
 
     Numerically stable where raw sums of squares of DNs (~10^7 each) would lose the small
     variance of a bare soil pixel.
@@ -183,22 +260,12 @@ class Moments:
         self.m2 += np.where(mask, delta * (x - self.mean), 0.0)
         self.n = n_new
 
-    def merge(self, other: Moments) -> Moments:
-        """Chan's parallel combination of two partial results."""
-        out = Moments(self.mean.shape)
-        n = self.n + other.n
-        out.n = n
-        with np.errstate(divide="ignore", invalid="ignore"):
-            frac = np.where(n > 0, other.n / np.maximum(n, 1), 0.0)
-        delta = other.mean - self.mean
-        out.mean = self.mean + delta * frac
-        out.m2 = self.m2 + other.m2 + delta**2 * self.n * frac
-        return out
-
     def std(self) -> np.ndarray:
         """Sample standard deviation (n - 1, like openEO's ``sd``); NaN where n < 2."""
         with np.errstate(divide="ignore", invalid="ignore"):
-            return np.where(self.n >= 2, np.sqrt(np.maximum(self.m2, 0) / (self.n - 1)), np.nan)
+            out: np.ndarray = np.where(self.n >= 2, np.sqrt(np.maximum(self.m2, 0) / (self.n - 1)),
+                                       np.nan)
+        return out
 
 
 # ------------------------------------------------------------------------- packed time flags
@@ -216,7 +283,8 @@ def flags_set(bits: np.ndarray, t: int, mask: np.ndarray) -> None:
 
 def flags_get(bits: np.ndarray, t: int) -> np.ndarray:
     """The flags of scene ``t`` as a boolean (y, x) array."""
-    return ((bits[t >> 3] >> np.uint8(t & 7)) & 1).astype(bool)
+    out: np.ndarray = ((bits[t >> 3] >> np.uint8(t & 7)) & 1).astype(bool)
+    return out
 
 
 def flags_unpack(bits: np.ndarray, n_time: int, rows: slice) -> np.ndarray:

@@ -2,24 +2,32 @@
 
 An observation is valid when it has data, its SCL class is usable, the sun is high
 enough, and it is not within 100 m of a cloud, cloud shadow or cirrus pixel (see
-``shared/docs/scmap.md``). The dilation runs with ``map_overlap`` so it is exact across
-chunk borders.
+``shared/docs/scmap.md``). The rule is :func:`cup4soil.scmap.kernels.observe`, applied
+lazily by :func:`observe_lazy` with ``map_overlap`` (SCL gets a halo of the buffer
+radius), so it is exact across chunk borders.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any, TypeAlias
 
 import dask.array as dsa
 import numpy as np
 import xarray as xr
 
+from ..cube.windows import AnyArray
 from ..errors import BandError, ParameterError
 from ..sources import sentinel2 as _s2meta
 from . import kernels as _kernels
 
 __all__ = ["cloud_buffer_pixels", "valid", "valid_pixel_count"]
+
+#: Bits of the observation codes :func:`observe_lazy` makes when given a threshold.
+VALID_BIT, BARE_BIT = np.uint8(1), np.uint8(2)
+#: What ``map_blocks`` tells a block function about the blocks (``None``: the output's).
+BlockInfo: TypeAlias = dict[int | None, dict[str, Any]]
 
 
 def _resolution(cube: xr.Dataset | xr.DataArray) -> float:
@@ -74,48 +82,9 @@ def valid(
         Boolean ``(time, y, x)``, True where the observation is valid; dask-backed if the
         cube is.
     """
-    if "SCL" not in cube:
-        raise BandError("the cube has no SCL band, which the validity mask needs. Load it with "
-                        "bands=[..., 'SCL'].")
-    if buffer_m < 0 or not math.isfinite(buffer_m):
-        raise ParameterError(f"buffer_m={buffer_m} must be a non-negative distance in metres.")
-    refl = [b for b in (bands or _s2meta.REFLECTANCE_BANDS) if b in cube]
-    if not refl:
-        raise BandError("the cube has no reflectance band to tell nodata from data.")
-    radius = cloud_buffer_pixels(_resolution(cube), buffer_m)
-    scl = cube["SCL"]
-
-    bands_data = [cube[b].transpose(*scl.dims).data for b in refl]
-    if isinstance(scl.data, dsa.Array):
-        # Only the SCL needs the overlap (the buffer); the bands' nodata is blockwise.
-        clouds = dsa.map_overlap(
-            _kernels.cloud_buffer, scl.data, depth={0: 0, 1: radius, 2: radius},
-            boundary="none", dtype=bool, trim=True, radius=radius, cloud_scl=tuple(cloud_scl),
-        ).rechunk(scl.data.chunks)  # map_overlap may have grown chunks smaller than radius
-        args = [dsa.asarray(a).rechunk(scl.data.chunks) for a in bands_data]
-        data = dsa.map_blocks(
-            _kernels.valid_from_parts, scl.data, clouds, *args, dtype=bool,
-            invalid_scl=tuple(invalid_scl),
-        )
-    else:
-        scl_np = np.asarray(scl.data)
-        data = _kernels.valid_from_parts(
-            scl_np, _kernels.cloud_buffer(scl_np, radius, cloud_scl),
-            *(np.asarray(a) for a in bands_data), invalid_scl=invalid_scl,
-        )
-    mask = xr.DataArray(data, coords=scl.coords, dims=scl.dims, name="valid")
-    if "sza" in cube.coords or "sza" in cube.data_vars:
-        # NaN (unknown) sun zenith does not invalidate an observation.
-        mask = mask & ~(cube["sza"] > max_sun_zenith)
-    mask.attrs = ({
-        "long_name": "SCMaP valid observation",
-        "cloud_buffer_m": float(buffer_m),
-        "cloud_buffer_px": radius,
-        "max_sun_zenith_deg": float(max_sun_zenith),
-        "invalid_scl": list(invalid_scl),
-        "cloud_scl": list(cloud_scl),
-    })  # replaced, not updated: SCL's nodata attribute does not apply to a mask
-    return mask.transpose(*scl.dims)
+    valid_da, _ = observe_lazy(cube, buffer_m=buffer_m, max_sun_zenith=max_sun_zenith,
+                               bands=bands, invalid_scl=invalid_scl, cloud_scl=cloud_scl)
+    return valid_da
 
 
 def valid_pixel_count(cube: xr.Dataset, **kwargs: object) -> xr.DataArray:
@@ -133,3 +102,142 @@ def valid_pixel_count(cube: xr.Dataset, **kwargs: object) -> xr.DataArray:
         vpc.attrs.update(time_start=str(cube.time.values.min())[:19],
                          time_end=str(cube.time.values.max())[:19])
     return vpc
+
+
+def _observe_block(
+    scl: np.ndarray, *arrays: np.ndarray, names: tuple[str, ...], layout: tuple[bool, bool, bool],
+    radius: int, sza: np.ndarray | None, max_sun_zenith: float, invalid_scl: tuple[int, ...],
+    cloud_scl: tuple[int, ...], block_info: BlockInfo | None = None,
+) -> np.ndarray:
+    """The observation rule on one block. ``scl`` has a halo of ``radius`` pixels on each
+    side that has a neighbouring block (dask's ``overlap`` with ``boundary="none"``); the
+    other arrays have none. Returns validity (bool), or with a threshold the codes
+    ``VALID_BIT | BARE_BIT`` (uint8)."""
+    it = iter(arrays)
+    bands = {n: next(it) for n in names}
+    has_sza, has_threshold, has_landcover = layout
+    sza_block: np.ndarray | None = next(it) if has_sza else None
+    threshold = next(it) if has_threshold else None
+    landcover = next(it) if has_landcover else None
+    halo = _kernels.NO_HALO
+    if block_info is not None:
+        (t0, t1), (y0, y1), (x0, x1) = block_info[None]["array-location"]
+        _, ny, nx = block_info[None]["shape"]
+        halo = (radius if y0 > 0 else 0, radius if y1 < ny else 0,
+                radius if x0 > 0 else 0, radius if x1 < nx else 0)
+        if sza is not None:
+            sza_block = sza[t0:t1, None, None]
+    elif sza is not None:
+        sza_block = sza[:, None, None]
+    if threshold is None:
+        return _kernels.observe_valid(
+            scl, bands.values(), radius=radius, sza=sza_block, max_sun_zenith=max_sun_zenith,
+            halo=halo, invalid_scl=invalid_scl, cloud_scl=cloud_scl)
+    obs = _kernels.observe(scl, bands, threshold, radius=radius, landcover=landcover,
+                           sza=sza_block, max_sun_zenith=max_sun_zenith, halo=halo)
+    return obs.valid * VALID_BIT | obs.bare * BARE_BIT
+
+
+def observe_lazy(
+    cube: xr.Dataset,
+    *,
+    buffer_m: float = 100.0,
+    max_sun_zenith: float = 70.0,
+    bands: Sequence[str] | None = None,
+    threshold: AnyArray | None = None,
+    landcover: AnyArray | None = None,
+    invalid_scl: Sequence[int] = _kernels.INVALID_SCL,
+    cloud_scl: Sequence[int] = _kernels.CLOUD_SCL,
+) -> tuple[xr.DataArray, xr.DataArray | None]:
+    """:func:`kernels.observe` over a cube, lazily if it is Dask-backed: ``(valid, bare)``.
+
+    Parameters are those of :func:`valid`, and:
+
+    threshold, landcover
+        ``(y, x)`` arrays (NumPy or Dask) on the cube grid; without a threshold only
+        validity is computed (``bare`` is None). With one, ``bands`` must hold B04, B08
+        and B12.
+    """
+    if "SCL" not in cube:
+        raise BandError("the cube has no SCL band, which the validity mask needs. Load it with "
+                        "bands=[..., 'SCL'].")
+    if buffer_m < 0 or not math.isfinite(buffer_m):
+        raise ParameterError(f"buffer_m={buffer_m} must be a non-negative distance in metres.")
+    refl = [b for b in (bands or _s2meta.REFLECTANCE_BANDS) if b in cube]
+    if not refl:
+        raise BandError("the cube has no reflectance band to tell nodata from data.")
+    radius = cloud_buffer_pixels(_resolution(cube), buffer_m)
+    scl = cube["SCL"]
+    data = _observe_array(cube, bands=refl, radius=radius, max_sun_zenith=max_sun_zenith,
+                          threshold=threshold, landcover=landcover,
+                          invalid_scl=tuple(invalid_scl), cloud_scl=tuple(cloud_scl))
+    if threshold is None:
+        valid_data, bare = data, None
+    else:
+        valid_data = (data & VALID_BIT) != 0
+        bare = xr.DataArray((data & BARE_BIT) != 0, coords=scl.coords, dims=scl.dims,
+                            name="bare", attrs={"long_name": "SCMaP bare-soil observation "
+                                                "(before the NMAD outlier test)"})
+    mask = xr.DataArray(valid_data, coords=scl.coords, dims=scl.dims, name="valid")
+    mask.attrs = ({
+        "long_name": "SCMaP valid observation",
+        "cloud_buffer_m": float(buffer_m),
+        "cloud_buffer_px": radius,
+        "max_sun_zenith_deg": float(max_sun_zenith),
+        "invalid_scl": list(invalid_scl),
+        "cloud_scl": list(cloud_scl),
+    })  # replaced, not updated: SCL's nodata attribute does not apply to a mask
+    return mask, bare
+
+
+def _observe_array(
+    cube: xr.Dataset, *, bands: Sequence[str], radius: int, max_sun_zenith: float,
+    threshold: AnyArray | None, landcover: AnyArray | None, invalid_scl: tuple[int, ...],
+    cloud_scl: tuple[int, ...],
+) -> AnyArray:
+    """The array behind :func:`observe_lazy`: validity (bool), or with a threshold the
+    codes ``VALID_BIT | BARE_BIT`` (uint8), over ``SCL``'s dimensions and chunks."""
+    scl = cube["SCL"]
+    dims = scl.dims
+    band_data = [cube[b].transpose(*dims).data for b in bands]
+    sza_t: np.ndarray | None = None
+    sza_px = None
+    if "sza" in cube.coords or "sza" in cube.data_vars:
+        sza = cube["sza"]
+        if sza.dims == (dims[0],) and not isinstance(sza.data, dsa.Array):
+            sza_t = np.asarray(sza.values)  # compared in its own dtype, as xarray would
+        else:  # per pixel, or lazy (Dataset.chunk chunks coordinates too)
+            sza_px = sza.broadcast_like(scl).transpose(*dims).data
+    extra = [a for a in (sza_px, threshold, landcover) if a is not None]
+    kwargs: dict[str, Any] = {
+        "names": tuple(bands), "radius": radius, "sza": sza_t,
+        "layout": (sza_px is not None, threshold is not None, landcover is not None),
+        "max_sun_zenith": max_sun_zenith, "invalid_scl": invalid_scl, "cloud_scl": cloud_scl,
+    }
+    if not isinstance(scl.data, dsa.Array):
+        return _observe_block(np.asarray(scl.data), *(np.asarray(a) for a in band_data),
+                              *(np.asarray(a) for a in extra), **kwargs)
+    from dask.array.overlap import ensure_minimum_chunksize, overlap
+
+    dtype = bool if threshold is None else np.uint8
+    chunks = scl.data.chunks
+    # Chunks at least as large as the halo, so that only SCL needs an overlap and every
+    # array keeps the same blocks. (Rarely needed: a last chunk narrower than the buffer;
+    # then every input is rechunked, which costs graph size, not results.)
+    grown = (chunks[0], *(ensure_minimum_chunksize(  # type: ignore[no-untyped-call]
+        max(radius, 1), c) for c in chunks[1:]))
+    scl_data = _rechunk(scl.data, grown)
+    if radius > 0:  # SCL's halo only: the bands stay fusable with their reads
+        scl_data = overlap(scl_data, depth={0: 0, 1: radius, 2: radius},  # type: ignore[no-untyped-call]
+                           boundary="none")
+    args = [_rechunk(a, grown[-a.ndim:]) for a in (*band_data, *extra)]
+    data = dsa.map_blocks(  # type: ignore[no-untyped-call]
+        _observe_block, scl_data, *args, chunks=grown, dtype=dtype,
+        meta=np.empty((0, 0, 0), dtype), **kwargs)
+    return _rechunk(data, chunks)
+
+
+def _rechunk(arr: AnyArray, chunks: tuple[tuple[int, ...], ...]) -> dsa.Array:
+    """``arr`` as a Dask array with ``chunks`` (unchanged if it has them)."""
+    out: dsa.Array = dsa.asarray(arr)  # type: ignore[no-untyped-call]
+    return out if out.chunks == chunks else out.rechunk(chunks)  # type: ignore[no-untyped-call]
