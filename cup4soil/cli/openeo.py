@@ -183,6 +183,7 @@ def run_graph(args: argparse.Namespace) -> int:
           "openeo_processes_dask")
     products = run_local(doc, cube, threshold, worldcover=worldcover, parameters=values)
     info = store.write(products, args.out, mode=write_mode(args), progress=True,
+                       zarr_format=args.zarr_format,
                        storage_options=storage_options(args.storage_option))
     print(f"wrote {', '.join(info.variables)} to {info.url} in "
           f"{time.perf_counter() - t0:.1f} s")
@@ -200,6 +201,7 @@ def run_submit(args: argparse.Namespace) -> int:
                 out=args.keep_result, auth=None if args.no_auth else "oidc",
                 auth_options=options, parameters=_params(args.param) or None)
     info = store.write(ds, args.out, mode=write_mode(args), progress=False,
+                       zarr_format=args.zarr_format,
                        storage_options=storage_options(args.storage_option))
     print(f"wrote {', '.join(info.variables)} to {info.url} in "
           f"{time.perf_counter() - t0:.1f} s")

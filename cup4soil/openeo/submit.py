@@ -19,7 +19,7 @@ import xarray as xr
 
 from ..errors import BackendError, ParameterError
 from ._deps import require
-from .graph import load_graph
+from .graph import bind_parameters, load_graph, parameter_values
 from .results import open_result
 
 __all__ = ["FORMATS", "submit"]
@@ -83,7 +83,9 @@ def submit(
         ``Connection.authenticate_oidc``, e.g. ``provider_id``); ``None``: no
         authentication here.
     parameters
-        Values of the graph's parameters, if it has any (a user-defined process).
+        Values of the graph's parameters, if it has any (a user-defined process, e.g.
+        DLR's ``bounding_box``, ``temporal_extent``, ``nmad_sigma``); declared defaults
+        for the others. They are substituted by value before the graph is sent.
     title, job_options
         Batch job title and back-end options (e.g. executor memory).
     progress
@@ -105,6 +107,9 @@ def submit(
         raise ParameterError(f"{target} exists; cup4soil does not overwrite it. Choose "
                              "another path or remove it first.")
     doc = load_graph(graph)
+    # Bound by value here, also inside callbacks, and checked: the client ignores values for
+    # parameters the process does not declare, and keeps a callback's references.
+    flat = bind_parameters(doc, parameter_values(doc, parameters))
     if target is not None:
         target.parent.mkdir(parents=True, exist_ok=True)
     con = _connect(backend, auth, auth_options)
@@ -116,7 +121,7 @@ def submit(
                              "choose another --out.")
     try:
         try:
-            cube = con.datacube_from_flat_graph(dict(doc), parameters=dict(parameters or {}))
+            cube = con.datacube_from_flat_graph({"process_graph": flat})
             if job == "sync":
                 cube.download(part, format=format)
             else:
