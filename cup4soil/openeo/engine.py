@@ -33,7 +33,8 @@ fixed (so the workaround can go):
 7. The nan-reductions behind ``median`` and ``sd`` warn for every block with a pixel
    without data, a normal case for composites ("All-NaN slice encountered", "invalid
    value encountered in divide"), and fail runs with warnings as errors. The engine's
-   functions run per block (the reduced axis whole) with those warnings silenced.
+   functions run per block (the reduced axis whole); slices with too few values are
+   reduced as zeros and set to NaN, as the engine would, so nothing warns.
 8. ``reduce_dimension`` over text labels (bands) takes ``min()`` of the labels, fails, and
    names ``numpy.core._exceptions`` in its ``except`` clause: NumPy 2 deprecated
    ``numpy.core``, so every reduction over bands warns, and fails with warnings as errors.
@@ -48,7 +49,6 @@ import inspect
 import logging
 import warnings
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -74,18 +74,8 @@ __all__ = ["ENGINE_MODULES", "execute", "local_registry", "run_local"]
 _WHAT = "openeo.run_local"
 #: The packages a local run imports (all in the ``openeo`` extra).
 ENGINE_MODULES = ("openeo_processes_dask", "openeo_pg_parser_networkx")
-#: NumPy's warnings for pixels without data in nan-reductions (workaround 7).
-_EMPTY_SLICE = ("Mean of empty slice", "All-NaN slice encountered",
-                "Degrees of freedom <= 0", "invalid value encountered in")
+#: Prefix of the parameters that carry the values of other nodes into a node's run.
 _NODE_PARAM = "__cup4soil_node_"
-
-
-@contextmanager
-def _quiet_empty_slices() -> Iterator[None]:
-    with warnings.catch_warnings():
-        for message in _EMPTY_SLICE:
-            warnings.filterwarnings("ignore", message=message, category=RuntimeWarning)
-        yield
 
 
 def _import_engine() -> tuple[Any, Any, Any, Any, Any]:
@@ -170,33 +160,48 @@ def _resample_spatial(engine: Callable[..., Any]) -> Callable[..., Any]:
     return resample_spatial
 
 
-def _quiet_reducer(engine: Callable[..., Any]) -> Callable[..., Any]:
-    """Workaround 7: the engine's nan-reduction, block by block without empty-slice warnings
-    (the whole reduced axis in one block, as the median needs anyway)."""
+def _quiet_reducer(min_count: int) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Workaround 7: the engine's nan-reduction, block by block (the reduced axis whole),
+    without empty-slice warnings: a slice with fewer than ``min_count`` values (1 for the
+    median, 2 for the sample deviation) is reduced as zeros and its result set to NaN, which
+    is what the engine gives it. Not by silencing the warnings: ``warnings.catch_warnings``
+    is global state, and dask runs blocks in threads."""
 
-    def run(block: np.ndarray, **kwargs: Any) -> Any:
-        with _quiet_empty_slices():
-            return engine(block, **kwargs)
+    def wrap(engine: Callable[..., Any]) -> Callable[..., Any]:
+        def run(block: Any, **kwargs: Any) -> Any:
+            arr = np.asarray(block)
+            if not np.issubdtype(arr.dtype, np.floating):
+                return engine(block, **kwargs)
+            ax = kwargs["axis"]
+            few = np.count_nonzero(~np.isnan(arr), axis=ax, keepdims=True) < min_count
+            if not few.any():
+                return engine(arr, **kwargs)
+            out = engine(np.where(few, 0.0, arr), **kwargs)
+            return np.where(few if kwargs.get("keepdims") else np.squeeze(few, axis=ax),
+                            np.nan, out)
 
-    def reducer(data: Any, ignore_nodata: bool = True, axis: Any = None,
-                keepdims: bool = False) -> Any:
-        import dask.array as dsa
+        def reducer(data: Any, ignore_nodata: bool = True, axis: Any = None,
+                    keepdims: bool = False) -> Any:
+            import dask.array as dsa
 
-        if isinstance(data, dsa.Array) and isinstance(axis, (int, np.integer)):
+            if not isinstance(axis, (int, np.integer)):
+                return engine(data, ignore_nodata=ignore_nodata, axis=axis, keepdims=keepdims)
             arr: Any = data  # dask is untyped
             ax = int(axis) % arr.ndim
+            kw = {"ignore_nodata": ignore_nodata, "axis": ax, "keepdims": keepdims}
+            if not isinstance(data, dsa.Array):
+                return run(arr, **kw)
             arr = arr.rechunk({ax: -1})
             dtype = arr.dtype if np.issubdtype(arr.dtype, np.floating) else np.float64
-            kw = {"ignore_nodata": ignore_nodata, "axis": ax, "keepdims": keepdims}
             if keepdims:
                 chunks = tuple((1,) if i == ax else c for i, c in enumerate(arr.chunks))
                 return arr.map_blocks(run, dtype=dtype, chunks=chunks, **kw)
             return arr.map_blocks(run, dtype=dtype, drop_axis=ax, **kw)
-        with _quiet_empty_slices():
-            return engine(data, ignore_nodata=ignore_nodata, axis=axis, keepdims=keepdims)
 
-    reducer.__name__ = getattr(engine, "__name__", "reducer")
-    return reducer
+        reducer.__name__ = getattr(engine, "__name__", "reducer")
+        return reducer
+
+    return wrap
 
 
 def _reduce_dimension(engine: Callable[..., Any]) -> Callable[..., Any]:
@@ -218,8 +223,8 @@ _WORKAROUNDS: dict[str, Callable[[Callable[..., Any]], Callable[..., Any]]] = {
     "apply_dimension": _apply_dimension,
     "resample_spatial": _resample_spatial,
     "reduce_dimension": _reduce_dimension,
-    "median": _quiet_reducer,
-    "sd": _quiet_reducer,
+    "median": _quiet_reducer(1),
+    "sd": _quiet_reducer(2),
 }
 
 
@@ -554,11 +559,7 @@ def run_local(
     reg["load_collection"] = registry.Process(spec=specs.load_collection,
                                               implementation=data.load_collection)
     reg["load_stac"] = registry.Process(spec=specs.load_stac, implementation=data.load_stac)
-    with warnings.catch_warnings():
-        # Building the graph computes a few masks, which may meet empty pixels.
-        for message in _EMPTY_SLICE:
-            warnings.filterwarnings("ignore", message=message, category=RuntimeWarning)
-        out = execute(flat, reg)
+    out = execute(flat, reg)
     if not isinstance(out, xr.DataArray):
         raise ProcessGraphError(
             f"the graph's result is a {type(out).__name__}, not a raster cube.")

@@ -36,8 +36,6 @@ from typing import Any
 
 from ..errors import ParameterError, ProcessGraphError
 from ..scmap import PRODUCTS
-from ..scmap.kernels import CLOUD_SCL, INVALID_SCL, WC_NOT_BARE, WC_OTHER
-from ..scmap.masks import cloud_buffer_pixels
 from ..sources import AOILike, TimeLike, parse_aoi, parse_time
 from ..sources.sentinel2 import REFLECTANCE_BANDS, SCL
 from ._deps import require
@@ -65,6 +63,16 @@ DLR_THRESHOLD_BAND = "S2_s2cr_pvir2_threshold_img"
 #: Products with one value per reflectance band (labels ``<product>_<band>``).
 BAND_PRODUCTS: tuple[str, ...] = ("SRC", "SRC_STD", "SRC_CI95", "MREF", "MREF_STD")
 _BARE_PRODUCTS = {"SRC", "SRC_STD", "SRC_CI95", "BSC", "BSF", "MASK"}
+# SCMaP's class codes (docs/scmap.md), stated here as the graph states them: the SCMaP
+# engine's own modules are private to cup4soil.scmap; the equivalence tests
+# (tests/test_openeo_local.py) keep both in step.
+#: Sen2Cor SCL classes that are never a valid observation.
+INVALID_SCL: tuple[int, ...] = (0, 1, 2, 3, 7, 8, 9, 10, 11)
+#: SCL classes dilated by the cloud buffer: shadow, medium and high cloud, cirrus.
+CLOUD_SCL: tuple[int, ...] = (3, 8, 9, 10)
+#: WorldCover classes never bare (built-up, permanent water), and those of MASK 3.
+WC_NOT_BARE: tuple[int, ...] = (50, 80)
+WC_OTHER: tuple[int, ...] = (0, 50, 70, 80, 90, 95)
 #: Consistency factor of the normalised median absolute deviation, as in DLR's graph.
 _NMAD_FACTOR = 1.4826
 _NMAD_MIN_EXCESS = 80.0
@@ -225,7 +233,7 @@ def scmap_graph(
     i = {b: k for k, b in enumerate(bands)}
     need_bare = bool(_BARE_PRODUCTS & set(chosen))
     need_mref = bool({"MREF", "MREF_STD"} & set(chosen))
-    radius = cloud_buffer_pixels(resolution, buffer_m)
+    radius = math.floor(buffer_m / resolution + 1e-9)  # 100 m: 5 px at 20 m, 11 x 11
 
     s2 = DataCube.load_collection(
         CDSE_S2_COLLECTION, connection=None, fetch_metadata=False, spatial_extent=extent,
