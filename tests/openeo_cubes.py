@@ -1,5 +1,5 @@
-"""Inputs and comparisons shared by the openEO tests: held-out random Sentinel-2 cubes
-and the equivalence check of two composites."""
+"""Inputs and comparisons shared by the openEO tests: held-out random Sentinel-2 cubes,
+the equivalence check of two composites, and a composite as a back-end returns it."""
 
 from __future__ import annotations
 
@@ -80,3 +80,26 @@ def random_cube(seed: int, *, size: int = 20, n_time: int = 10, partial_nodata: 
                                  p=[.1, .1, .1, .45, .05, .1, .04, .03, .03]).astype("uint8"),
                       dims=("y", "x"), coords=coords)
     return cube, thr, wc
+
+
+def as_openeo_result(native: xr.Dataset, *, dlr_names: bool = False) -> xr.Dataset:
+    """The composite as a back-end returns it: one float variable per band label, null as
+    NaN (counts included), time reduced away."""
+    out = {}
+    for name, var in native.data_vars.items():
+        if "band" in var.dims:
+            label = name.replace("_STD", "-STD") if dlr_names else name
+            for b in var.band.values:
+                out[f"{label}_{b}"] = var.sel(band=b, drop=True).astype("float32")
+        else:
+            v = var.astype("float32")
+            out[name] = v.where(v != 0) if name in ("BSC", "MASK") else v
+    ds = xr.Dataset(out)
+    ds = ds.drop_vars([c for c in ds.coords if c not in ("y", "x")])
+    return ds.rio.write_crs(native.rio.crs)
+
+
+def netcdf_bytes(ds: xr.Dataset, tmp_path) -> bytes:
+    path = tmp_path / "made.nc"
+    ds.to_netcdf(path, engine="h5netcdf")
+    return path.read_bytes()

@@ -18,7 +18,7 @@ pytest.importorskip("requests_mock")
 
 from openeo.rest._testing import DummyBackend
 
-from openeo_cubes import assert_equivalent
+from openeo_cubes import as_openeo_result, assert_equivalent, netcdf_bytes
 
 URL = "https://openeo.test"
 
@@ -78,8 +78,6 @@ def test_run_local_equals_native(small, exported, native, shared_data, tmp_path,
 
 
 def test_submit_writes_the_result(exported, native, tmp_path, requests_mock):
-    from test_openeo_submit import as_openeo_result, netcdf_bytes
-
     ref, _ = native
     dummy = DummyBackend.at_url(URL, requests_mock=requests_mock)
     dummy.setup_file_format("netCDF")

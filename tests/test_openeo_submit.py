@@ -26,7 +26,7 @@ from openeo.rest._testing import DummyBackend
 
 from cup4soil import openeo as c4o
 
-from openeo_cubes import assert_equivalent, random_cube
+from openeo_cubes import as_openeo_result, assert_equivalent, netcdf_bytes, random_cube
 
 URL = "https://openeo.test"
 
@@ -48,29 +48,6 @@ def dummy(requests_mock):
     backend.setup_file_format("netCDF")
     backend.setup_file_format("GTiff")
     return backend
-
-
-def as_openeo_result(native: xr.Dataset, *, dlr_names: bool = False) -> xr.Dataset:
-    """The composite as a back-end returns it: one float variable per band label, null as
-    NaN (counts included), time reduced away."""
-    out = {}
-    for name, var in native.data_vars.items():
-        if "band" in var.dims:
-            label = name.replace("_STD", "-STD") if dlr_names else name
-            for b in var.band.values:
-                out[f"{label}_{b}"] = var.sel(band=b, drop=True).astype("float32")
-        else:
-            v = var.astype("float32")
-            out[name] = v.where(v != 0) if name in ("BSC", "MASK") else v
-    ds = xr.Dataset(out)
-    ds = ds.drop_vars([c for c in ds.coords if c not in ("y", "x")])
-    return ds.rio.write_crs(native.rio.crs)
-
-
-def netcdf_bytes(ds: xr.Dataset, tmp_path) -> bytes:
-    path = tmp_path / "made.nc"
-    ds.to_netcdf(path, engine="h5netcdf")
-    return path.read_bytes()
 
 
 def gtiff_bytes(ds: xr.Dataset, tmp_path) -> bytes:
