@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import sys
 
-from . import cube, errors, models, products, runtime, sample, scmap, sources
+from . import cube, errors, models, openeo, products, runtime, sample, scmap, sources
 from ._version import __version__
 from .cube import load_s2
 from .products import quicklook, store
@@ -31,6 +31,6 @@ for _name, _module in {"cluster": cluster, "masks": masks, "quicklook": quickloo
     sys.modules[f"{__name__}.{_name}"] = _module
 
 __all__ = [
-    "__version__", "cluster", "cube", "errors", "load_s2", "masks", "models", "products",
-    "quicklook", "runtime", "sample", "scmap", "search", "sources", "store",
+    "__version__", "cluster", "cube", "errors", "load_s2", "masks", "models", "openeo",
+    "products", "quicklook", "runtime", "sample", "scmap", "search", "sources", "store",
 ]
