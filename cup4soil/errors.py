@@ -35,6 +35,7 @@ __all__ = [
     "REDACTED_LOGGERS",
     "AOIError",
     "AssetReadError",
+    "BackendError",
     "BandError",
     "CRSError",
     "CatalogError",
@@ -49,7 +50,9 @@ __all__ = [
     "ModelError",
     "NoItemsError",
     "NotAProductError",
+    "OptionalDependencyError",
     "ParameterError",
+    "ProcessGraphError",
     "ProductLockedError",
     "SampleError",
     "StorageFullError",
@@ -364,6 +367,36 @@ class ProductLockedError(Cup4SoilError):
 class StorageFullError(StoreError):
     """The disk or quota filled up while writing; the product is left incomplete and can be
     resumed once space is freed."""
+
+
+class OptionalDependencyError(Cup4SoilError, ImportError):
+    """A feature needs packages of an optional extra that is not installed.
+
+    Parameters
+    ----------
+    extra
+        The ``cup4soil[...]`` extra that provides them.
+    what
+        The feature that needs them.
+    missing
+        The module that could not be imported.
+    """
+
+    def __init__(self, extra: str, what: str, missing: str) -> None:
+        self.extra, self.what, self.missing = extra, what, missing
+        super().__init__(
+            f"{what} needs the '{extra}' extra ({missing} is not installed): "
+            f'pip install "cup4soil[{extra}]"'
+        )
+
+
+class ProcessGraphError(Cup4SoilError, ValueError):
+    """An openEO process graph is malformed, or uses what a local run cannot provide
+    (an unknown collection, a missing parameter, an input not given)."""
+
+
+class BackendError(Cup4SoilError):
+    """An openEO back-end refused a request, failed a job, or returned unusable results."""
 
 
 # Redact third-party logs from the moment cup4soil is imported (in clients and workers).
