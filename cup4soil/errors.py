@@ -40,9 +40,13 @@ __all__ = [
     "CRSError",
     "CatalogError",
     "ClusterError",
+    "CollectionError",
     "CovariateError",
+    "CoverageError",
     "Cup4SoilError",
+    "GridMismatchError",
     "IncompleteProductError",
+    "LayerError",
     "ModelError",
     "NoItemsError",
     "NotAProductError",
@@ -328,6 +332,25 @@ class StoreError(Cup4SoilError, OSError):
 
 class ClusterError(Cup4SoilError):
     """A Dask cluster cannot be reached, refuses the credentials, or lacks packages."""
+
+
+class CollectionError(Cup4SoilError, ValueError):
+    """A collection cannot serve what was asked of it: Sentinel-1 in SAR geometry, items
+    without the assets or metadata a covariate needs, a layer of the wrong kind."""
+
+
+class CoverageError(Cup4SoilError, ValueError):
+    """A layer (a DEM, a user raster) does not cover the grid it is needed on."""
+
+
+class LayerError(Cup4SoilError, ValueError):
+    """A raster cannot be used as asked: a categorical raster as continuous (or a float
+    raster as categorical), no CRS metadata, values that are not what the metadata says."""
+
+
+class GridMismatchError(CovariateError):
+    """Covariates are not on the composite's grid (another CRS, size, or an offset of a
+    fraction of a pixel)."""
 
 
 class NotAProductError(ParameterError):
