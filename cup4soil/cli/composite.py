@@ -6,7 +6,7 @@ import argparse
 import time
 from typing import TYPE_CHECKING
 
-from ._common import cluster_arg, storage_args, storage_options, write_mode
+from ._common import cluster_arg, max_pixels_arg, storage_args, storage_options, write_mode
 
 if TYPE_CHECKING:
     from ._common import Subparsers
@@ -33,6 +33,7 @@ def register(sub: Subparsers) -> None:
                    help="PVIR2 threshold: a number, a raster path/URL, or dlr-europe")
     p.add_argument("--max-cloud-cover", type=float, default=80.0, help="percent")
     p.add_argument("--overwrite", action="store_true", help="replace an existing store")
+    max_pixels_arg(p)
     storage_args(p)
     cluster_arg(p)
     p.set_defaults(run=run)
@@ -53,8 +54,9 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     items = search(args.aoi, args.time, catalog=args.catalog,
                    max_cloud_cover=args.max_cloud_cover)
-    cube = load_s2(items, resolution=args.resolution, crs=args.crs)
-    products = scmap.composite(cube, threshold_arg(args.threshold), by=args.by)
+    cube = load_s2(items, resolution=args.resolution, crs=args.crs, max_pixels=args.max_pixels)
+    products = scmap.composite(cube, threshold_arg(args.threshold), by=args.by,
+                               max_pixels=args.max_pixels)
     print(f"{len(items)} items -> cube {dict(cube.sizes)}; writing {args.out}")
     info = store.write(products, args.out, mode=write_mode(args), progress=True,
                        storage_options=storage_options(args.storage_option))

@@ -54,9 +54,10 @@ from ..errors import AssetFormatError, AssetReadError, AssetRetryError, Paramete
 from ..sources import signing as _signing
 
 __all__ = [
-    "DEFAULT_READ_RETRY_SECONDS", "GDAL_READ_DEFAULTS", "READ_RETRY_ENV", "SafeRioDriver",
-    "SafeRioReader", "SafeStackstacReader", "gdal_read_options", "read_retry_seconds",
-    "stackstac_env", "transient_status", "with_retries",
+    "DEFAULT_READ_RETRY_SECONDS", "GDAL_READ_DEFAULTS", "READ_RETRY_ENV", "SUSPECT_TRIES",
+    "SafeRioDriver", "SafeRioReader", "SafeStackstacReader", "SuspectFileError", "check_asset",
+    "gdal_read_options", "read_retry_seconds", "stackstac_env", "suspect_status",
+    "transient_status", "with_retries",
 ]
 
 log = logging.getLogger(__name__)
@@ -88,11 +89,13 @@ _RESET = re.compile(r"reset by peer|connection reset|connection was reset|recv f
                     r"send failure|empty reply from server|connection aborted|"
                     r"remotedisconnected|broken pipe", re.IGNORECASE)
 _TIMEOUT = re.compile(r"too slow|timed out|timeout was reached|time-out", re.IGNORECASE)
+# curl or the TIFF decoder saying the answer had fewer bytes than announced
 _TRUNCATED = re.compile(r"transfer closed with|partial file|got \d+ bytes, expected \d+|"
-                        r"tiff(?:fill|read)\w*:? ?read error|read error at|"
-                        r"IReadBlock failed|TIFFReadEncoded\w+\(\) failed|unexpected end of "
-                        r"(?:file|data)|short read|not enough data|incomplete",
-                        re.IGNORECASE)
+                        r"unexpected end of (?:file|data)|short read", re.IGNORECASE)
+# a file that could not be decoded: a bad file, or an answer cut short or garbled
+_UNDECODABLE = re.compile(r"TIFF\w*:|TIFF\w*\(\)|IReadBlock failed|read error at|"
+                          r"not recognized as (?:a |being in a )?supported file format|"
+                          r"failed to read directory|cannot read TIFF header", re.IGNORECASE)
 
 
 def is_remote(href: str) -> bool:
@@ -111,10 +114,24 @@ def _chain_text(exc: BaseException) -> str:
     return " | ".join(parts)
 
 
+#: Failures of a remote read that a truncated or corrupted answer can cause as well as a bad
+#: file (a TIFF header cut short parses without its georeferencing; readers then fail in
+#: their own code): retried, at most :data:`SUSPECT_TRIES` times in all.
+_SUSPECT_TYPES = (AssertionError, AttributeError, TypeError, IndexError, KeyError)
+SUSPECT_TRIES = 6
+#: Status of a truncated response.
+TRUNCATED = "truncated response (fewer bytes than announced)"
+
+
+class SuspectFileError(AssetFormatError):
+    """A remote file that read as something other than what it should be (no
+    georeferencing): a bad file, or a truncated answer -- only another try tells."""
+
+
 def transient_status(href: str, exc: BaseException) -> str | None:
     """The transient failure ``exc`` reports for a read of ``href`` (``"HTTP 503"``,
-    ``"connection reset"``, ``"truncated response"``, ``"timed out"``), or None if it is
-    not one (a local file, HTTP 404, a file that is not a raster)."""
+    ``"connection reset"``, ``"truncated response ..."``, ``"timed out"``), or None if it
+    is not one (a local file, HTTP 404, a file that is not a raster)."""
     if not is_remote(href) or isinstance(exc, AssetFormatError):
         return None
     text = _chain_text(exc)
@@ -127,9 +144,21 @@ def transient_status(href: str, exc: BaseException) -> str | None:
         return "connection reset"
     if _TIMEOUT.search(text):
         return "timed out"
-    if _TRUNCATED.search(text) or isinstance(exc, AssertionError):
-        # A response cut short: the TIFF decoder gets fewer bytes than the file declares.
-        return "truncated response (fewer bytes than announced)"
+    if _TRUNCATED.search(text):
+        # The TIFF decoder got fewer bytes than the file declares.
+        return TRUNCATED
+    return None
+
+
+def suspect_status(href: str, exc: BaseException) -> str | None:
+    """For a remote ``href``: the status of a failure that may come from a truncated or
+    corrupted answer as well as from a bad file, or None."""
+    if not is_remote(href):
+        return None
+    if isinstance(exc, SuspectFileError) or _UNDECODABLE.search(_chain_text(exc)) or (
+            isinstance(exc, _SUSPECT_TYPES) and not isinstance(exc, AssetReadError)):
+        first = _chain_text(exc).split(" | ")[0]
+        return f"truncated or corrupt response ({first[:200]})"
     return None
 
 
@@ -177,7 +206,9 @@ def with_retries(href: str, attempt: Callable[[], T], *,
     (:func:`transient_status`) and the asset's budget (:func:`read_retry_seconds`) lasts.
 
     Tries after the first bypass GDAL's cache of the asset (``CPL_VSIL_CURL_NON_CACHED``):
-    it would keep the bytes of a truncated response.
+    it would keep the bytes of a truncated response. Failures that a truncated answer may
+    cause as well as a bad file (:func:`suspect_status`) are tried at most
+    :data:`SUSPECT_TRIES` times.
 
     Raises
     ------
@@ -200,7 +231,11 @@ def with_retries(href: str, attempt: Callable[[], T], *,
         except Exception as exc:
             status = transient_status(href, exc)
             if status is None:
-                raise
+                status = suspect_status(href, exc)
+                if status is None:
+                    raise
+                if tries >= SUSPECT_TRIES:  # the same every time: the file itself
+                    raise AssetRetryError(href, status, tries, clock() - start) from None
             spent = clock() - start
             if spent + wait > budget:
                 raise AssetRetryError(href, status, tries, spent) from None
@@ -254,6 +289,12 @@ def check_asset(href: str, *, declared_crs: Any = None, integer: bool = True) ->
     with rasterio.open(href) as ds:
         driver, crs, dtype = ds.driver, ds.crs, np.dtype(ds.dtypes[0])
         georeferenced = crs is not None or not ds.transform.is_identity or bool(ds.gcps[0])
+    if driver not in _PICTURES and not georeferenced and is_remote(href):
+        # A TIFF whose header was cut short reads without georeferencing, too.
+        raise SuspectFileError(
+            href, f"read as a {driver} file without a CRS or geotransform",
+            "If the file is complete, it is not georeferenced: point the item's asset at "
+            "the band's GeoTIFF/COG.")
     if driver in _PICTURES or not georeferenced:
         raise AssetFormatError(
             href, f"is not a georeferenced raster (GDAL reads it as {driver}, without a CRS "
