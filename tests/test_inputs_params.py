@@ -257,7 +257,8 @@ def test_cli_max_pixels_must_be_positive(sample, tmp_path, capsys, value):
     with pytest.raises(SystemExit) as info:
         main([*_composite_args(sample, tmp_path / "c.zarr"), "--max-pixels", value])
     assert info.value.code == 2
-    assert "--max-pixels" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "--max-pixels" in err and "number of pixels" in err
 
 
 @pytest.mark.parametrize(("content", "message"), [
