@@ -270,3 +270,17 @@ def test_cli_train_on_an_empty_sample_file(tmp_path, capsys, content, message):
             "--out", str(tmp_path / "model")]
     assert main(args) == 2
     _one_line_error(capsys, message)
+
+
+def test_openeo_local_run_honours_the_sun_angle_data_variable(cube):
+    pytest.importorskip("openeo_processes_dask")
+    from cup4soil import openeo as c4o
+
+    graph = c4o.scmap_graph(temporal_extent="2019/2020", bbox=(14.3, 52.6, 14.4, 52.7),
+                            products=["VPC"], threshold=0.1, worldcover=False)
+    low = cube.assign(sun_elevation=("time", _per_time(cube, 10.0)))  # zenith 80
+    assert (c4o.run_local(graph, low).VPC.values == 0).all()
+    high = cube.assign(sun_elevation=("time", _per_time(cube, 60.0)))
+    assert c4o.run_local(graph, high).VPC.values.any()
+    with pytest.raises(ParameterError, match="several sun angles"):
+        c4o.run_local(graph, low.assign(sza=("time", _per_time(cube, 30.0))))

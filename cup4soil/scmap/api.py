@@ -221,7 +221,7 @@ def composite(
         a static catalog, e.g. the sample archive's).
     nmad_sigma, mref_nmad_sigma
         Outlier factor of the NMAD test on B02 for the bare (SRC) and valid (MREF) sets,
-        > 0.
+        >= 0.
     min_bare
         Fewest bare observations for a pixel to get SRC and BSC (default 3), >= 1.
     products
@@ -257,10 +257,11 @@ def composite(
             "the cube has one time step; SCMaP composites a time series. Search a longer "
             "time range (DLR uses five years)."
         )
-    nmad_sigma = check_number("nmad_sigma", nmad_sigma, low=0.0, low_open=True,
+    # 0 is allowed (DLR's openEO process takes it: only observations at the median pass)
+    nmad_sigma = check_number("nmad_sigma", nmad_sigma, low=0.0,
                               what="an outlier factor (DLR uses 3)")
     mref_nmad_sigma = check_number("mref_nmad_sigma", mref_nmad_sigma, low=0.0,
-                                   low_open=True, what="an outlier factor (DLR uses 4)")
+                                   what="an outlier factor (DLR uses 4)")
     max_sun_zenith = check_number("max_sun_zenith", max_sun_zenith, low=0.0, high=90.0,
                                   what="an angle in degrees (DLR uses 70)")
     buffer_m = check_number("buffer_m", buffer_m, low=0.0, high=_masks.MAX_BUFFER_M,
