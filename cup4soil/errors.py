@@ -383,7 +383,7 @@ class OptionalDependencyError(Cup4SoilError, ImportError):
     """
 
     def __init__(self, extra: str, what: str, missing: str) -> None:
-        self.extra, self.what, self.missing = extra, what, missing
+        self.extra, self.what, self.missing = redact(extra), redact(what), redact(missing)
         super().__init__(
             f"{what} needs the '{extra}' extra ({missing} is not installed): "
             f'pip install "cup4soil[{extra}]"'
