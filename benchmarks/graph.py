@@ -73,7 +73,10 @@ def main() -> None:
     ap.add_argument("--items", type=int, default=700)
     ap.add_argument("--chunk", type=int, default=1024, help="cube chunk size, pixels")
     ap.add_argument("--no-scheduler", action="store_true")
+    ap.add_argument("--smoke", action="store_true", help="a tiny run (tests/test_benchmarks.py)")
     args = ap.parse_args()
+    if args.smoke:
+        args.items, args.chunk, args.no_scheduler = 8, 2048, True
     its = items(args.items)
     t0 = time.perf_counter()
     with dask.config.set(scheduler="sync"):  # building must compute nothing

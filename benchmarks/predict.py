@@ -67,7 +67,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pixels", type=int, default=400_000)
     ap.add_argument("--train", type=int, nargs="*", default=[250, 2000])
+    ap.add_argument("--smoke", action="store_true", help="a tiny run (tests/test_benchmarks.py)")
     args = ap.parse_args()
+    if args.smoke:
+        args.pixels, args.train = 2000, [100]
     print("100 trees, 20 features, one core; pixels/s (higher is better)")
     print(f"{'n_train':>8} {'leaf':>5} {'depth':>6} {'sklearn RF mean':>16} "
           f"{'quantile-forest Q05/50/95':>26} {'cup4soil Q05/50/95':>19} {'ratio':>6} "

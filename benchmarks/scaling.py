@@ -63,10 +63,16 @@ def run(size: int, scenes: int, workers: int) -> tuple[float, float]:
 
 
 def main() -> None:
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--smoke", action="store_true", help="a tiny run (tests/test_benchmarks.py)")
+    args = ap.parse_args()
+    runs = ((64, 3),) if args.smoke else ((400, 12), (800, 12), (400, 24))
     warnings.filterwarnings("ignore", message=".*does not have a Zarr V3 specification")
     rows = []
-    for size, scenes in ((400, 12), (800, 12), (400, 24)):
-        for workers in (1, 2):
+    for size, scenes in runs:
+        for workers in ((1,) if args.smoke else (1, 2)):
             wall, peak = run(size, scenes, workers)
             rows.append((size, scenes, workers, wall, peak))
     print(f"{'area (10 m px)':>14} {'scenes/yr':>9} {'workers':>7} {'wall s':>7} "

@@ -181,7 +181,10 @@ def main() -> None:
                         help="cup4soil's per-task memory budget in part 2, MiB")
     parser.add_argument("--data", default=os.environ.get("CUP4SOIL_BENCH_DATA",
                                                          "/tmp/cup4soil-bench"))
+    parser.add_argument("--smoke", action="store_true", help="a tiny run (tests)")
     args = parser.parse_args()
+    if args.smoke:
+        args.size, args.t_small, args.t_large = 64, 4, 8
     cores = os.cpu_count() or 1
     print(f"SCMaP benchmark: {args.size} x {args.size} px at 10 m -> 20 m cube, "
           f"{cores} cores, threaded Dask; data in {args.data}")

@@ -22,8 +22,13 @@ DATA = Path(os.environ.get("CUP4SOIL_SHARED_DATA",
 
 
 def main() -> None:
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--smoke", action="store_true", help="a tiny run (tests/test_benchmarks.py)")
+    args = ap.parse_args()
     rows = []
-    for name in ("BB.250", "B.204"):
+    for name in (("BB.250",) if args.smoke else ("BB.250", "B.204")):
         t = pd.read_csv(DATA / "soil/limesoda" / f"{name}.csv")
         feats = [c for c in t.columns if not c.endswith("_target") and c != "fold"
                  and not c.startswith(("x_", "y_"))]

@@ -79,7 +79,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=2048)
     ap.add_argument("--s3-size", type=int, default=1024)
+    ap.add_argument("--smoke", action="store_true", help="a tiny run (tests/test_benchmarks.py)")
     args = ap.parse_args()
+    if args.smoke:
+        args.size, args.s3_size = 128, 128
     rows = []
     tmp = tempfile.mkdtemp(prefix="cup4soil-store-bench-")
     with dask.config.set(scheduler="threads"):

@@ -1,17 +1,38 @@
-"""Exceptions raised by cup4soil.
+"""Exceptions raised by cup4soil, and the redaction of secrets from messages and logs.
 
 A small hierarchy in the style of rioxarray: everything derives from
 :class:`Cup4SoilError`, so ``except cup4soil.errors.Cup4SoilError`` catches every
-problem cup4soil diagnoses itself. Each message names what is wrong *and* how to
-fix it, and never contains a storage key, token or signed URL.
+problem cup4soil diagnoses itself. Each message is one line that names what is wrong *and*
+how to fix it, and never contains a storage key, token, password or signed URL.
+
+- :func:`redact` removes what may be a secret from a text: query strings of URLs (Azure SAS
+  ``sig=``, S3 ``X-Amz-Signature``), user information of URLs
+  (``http://user:password@host`` -> ``http://***@host``), ``Authorization`` headers,
+  ``password=``/``token=``/``secret=``-like pairs and AWS access key ids.
+- **Errors that survive a cluster.** Every :class:`Cup4SoilError` pickles as its class, its
+  message and its (picklable) attributes, whatever its ``__init__`` takes, so it reaches a
+  Dask client as itself. The exception it was raised from (rasterio's, botocore's) is not
+  shipped: distributed pickles ``__cause__``/``__context__`` along (tblib), a dependency's
+  exception may not unpickle on the client (the client then got a bare ``Exception``), and
+  its message may hold a signed URL. A cup4soil error's message already says, redacted, what
+  its cause reported; only causes that are cup4soil errors themselves stay visible.
+- **Logs.** :func:`install_log_redaction` (run when cup4soil is imported, in the client and
+  in every Dask worker that runs cup4soil tasks) redacts every log record of the loggers in
+  :data:`REDACTED_LOGGERS` and their children -- message, arguments, exception text --
+  when the record is made. A filter on a logger would miss its children's records
+  (``stackstac.timer`` logs signed URLs at DEBUG) and the exception text.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import traceback
+from collections.abc import Callable
+from typing import Any
 
 __all__ = [
+    "REDACTED_LOGGERS",
     "AOIError",
     "AssetReadError",
     "BandError",
@@ -23,37 +44,180 @@ __all__ = [
     "IncompleteProductError",
     "ModelError",
     "NoItemsError",
+    "NotAProductError",
     "ParameterError",
+    "ProductLockedError",
     "SampleError",
+    "StorageFullError",
     "StoreError",
     "ThresholdError",
     "TimeRangeError",
+    "install_log_redaction",
+    "redact",
 ]
 
 # Query strings of signed URLs carry credentials (Azure SAS ``sig=``, S3 ``X-Amz-Signature``):
 # any ``?key=value...`` attached to a URL or path is removed.
 _QUERY = re.compile(r"(?P<url>[^\s?'\"]+)\?(?=[^\s'\"]*=)[^\s'\"]*")
+# User information of a URL: ``scheme://user:password@host`` (also once a path
+# normalisation has made the ``//`` a ``/``).
+_USERINFO = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.\-]*:/{1,2})[^/\s@'\"<>]+@")
+# ``Authorization: Basic ...`` and other credential-carrying headers or ``name=value`` pairs
+# (also as quoted dict items, as libraries log request headers and options).
+_PAIR = re.compile(
+    r"(?P<name>(?<![A-Za-z0-9])(?:authorization|proxy-authorization|x-amz-security-token|"
+    r"x-amz-credential|x-amz-signature|x-ms-sas|signature|credential|password|passwd|"
+    r"secret(?:_access_key|_key)?|aws_secret_access_key|aws_session_token|session_token|"
+    r"sas_token|account_key|token|api[_-]?key|access[_-]?token|client_secret|sig)"
+    r"['\"]?\s*[:=]\s*(?:b(?=['\"]))?['\"]?)"
+    r"(?:(?:basic|bearer|digest|aws4-hmac-sha256|token)\s+)?"
+    r"[^'\"\s,;&)}\]]+", re.IGNORECASE)
+# ``'key': '...'`` / ``'secret': '...'`` as fsspec storage options print
+_QUOTED_KEY = re.compile(r"(?P<name>['\"](?:key|secret|token|password|sas)['\"]\s*:\s*['\"])"
+                         r"[^'\"]+")
+# AWS access key ids
+_AWS_KEY_ID = re.compile(r"\b(?:AKIA|ASIA|AIDA|AROA)[A-Z0-9]{12,}\b")
+# Longest message kept: distributed rebuilds longer ones as a bare Exception.
+_MAX_MESSAGE = 4000
 
 
 def redact(text: str) -> str:
-    """Remove query strings (where signing tokens live) from every URL or path in ``text``."""
-    return _QUERY.sub(r"\g<url>", text)
+    """``text`` without what may be a secret.
+
+    Removes query strings (where signing tokens live) from every URL or path, the user
+    information of URLs (``http://user:password@host/`` -> ``http://***@host/``),
+    credential headers and ``password=``/``token=``/``secret=``-like values, and AWS
+    access key ids.
+    """
+    text = _QUERY.sub(r"\g<url>", text)
+    text = _USERINFO.sub(r"\g<scheme>***@", text)
+    text = _PAIR.sub(r"\g<name>***", text)
+    text = _QUOTED_KEY.sub(r"\g<name>***", text)
+    return _AWS_KEY_ID.sub("***", text)
+
+
+def _one_line(text: str) -> str:
+    """A message on one line, of bounded length."""
+    text = re.sub(r"\s*\n\s*", " ", text).strip()
+    return text if len(text) <= _MAX_MESSAGE else text[:_MAX_MESSAGE - 3] + "..."
+
+
+def _redact_record(record: logging.LogRecord) -> None:
+    """Redact a log record in place: message with its arguments, exception and stack text."""
+    try:
+        message = record.getMessage()
+    except Exception:  # a malformed record: logging itself reports it, unformatted
+        return
+    record.msg, record.args = redact(message), None
+    if record.exc_info and record.exc_info[1] is not None:
+        text = "".join(traceback.format_exception(*record.exc_info))
+        record.exc_text, record.exc_info = redact(text.rstrip("\n")), None
+    elif record.exc_text:
+        record.exc_text = redact(record.exc_text)
+    if record.stack_info:
+        record.stack_info = redact(record.stack_info)
 
 
 class RedactingFilter(logging.Filter):
-    """Logging filter that removes signing tokens from log records of third-party readers."""
+    """Logging filter that redacts records (message, exception text) it sees.
+
+    A filter on a logger sees only that logger's own records, not its children's: use
+    :func:`install_log_redaction` for whole logger trees.
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = redact(record.getMessage())
-        record.args = None
+        _redact_record(record)
         return True
 
 
+#: Loggers (with their children) whose records are redacted: cup4soil and the libraries
+#: that log URLs, request headers or pickled errors at some level.
+REDACTED_LOGGERS: tuple[str, ...] = (
+    "cup4soil", "stackstac", "rasterio", "odc", "distributed", "dask", "dask_gateway",
+    "pystac", "pystac_client", "planetary_computer", "fsspec", "s3fs", "aiobotocore",
+    "botocore", "boto3", "urllib3", "requests", "aiohttp", "zarr", "xarray", "tornado",
+    "fiona", "pyogrio", "py.warnings",
+)
+_installed: dict[str, Any] = {}
+
+
+def install_log_redaction(loggers: tuple[str, ...] | None = None) -> None:
+    """Redact every record of ``loggers`` (default :data:`REDACTED_LOGGERS`) and of their
+    children when it is made (idempotent; wraps the current log record factory).
+
+    Parameters
+    ----------
+    loggers : tuple of str, optional
+        Logger names to add to the redacted ones.
+    """
+    names = tuple(sorted(set(REDACTED_LOGGERS) | set(loggers or ())))
+    _installed["names"] = names
+    _installed["prefixes"] = tuple(f"{n}." for n in names)
+    if "factory" in _installed:
+        return
+    previous: Callable[..., logging.LogRecord] = logging.getLogRecordFactory()
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        name = record.name
+        if name in _installed["names"] or name.startswith(_installed["prefixes"]):
+            _redact_record(record)
+        return record
+
+    _installed["factory"] = factory
+    logging.setLogRecordFactory(factory)
+
+
+def _restore(cls: type[Cup4SoilError], args: tuple[Any, ...],
+             state: dict[str, Any]) -> Cup4SoilError:
+    """Unpickle a cup4soil error without calling its ``__init__`` (whatever it takes)."""
+    err = cls.__new__(cls, *args)
+    err.args = args
+    err.__dict__.update(state)
+    return err
+
+
+def _picklable(value: Any) -> bool:
+    return isinstance(value, str | int | float | bool | type(None) | tuple | list | dict)
+
+
+_CAUSE = BaseException.__dict__["__cause__"]
+_CONTEXT = BaseException.__dict__["__context__"]
+
+
 class Cup4SoilError(Exception):
-    """Base class of every error cup4soil raises on purpose."""
+    """Base class of every error cup4soil raises on purpose.
+
+    The message is redacted (:func:`redact`) and made one line. Instances pickle as their
+    class, message and simple attributes; the exceptions they were raised from are visible
+    only when they are cup4soil errors too (see the module's documentation).
+    """
 
     def __init__(self, message: str) -> None:
-        super().__init__(redact(message))
+        super().__init__(_one_line(redact(str(message))))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        state = {k: v for k, v in self.__dict__.items() if _picklable(v)}
+        return (_restore, (type(self), self.args, state))
+
+    # The chain as Python code (tblib, traceback, IPython) sees it: cup4soil errors only.
+    @property
+    def __cause__(self) -> BaseException | None:
+        cause = _CAUSE.__get__(self, type(self))
+        return cause if isinstance(cause, Cup4SoilError) else None
+
+    @__cause__.setter
+    def __cause__(self, value: BaseException | None) -> None:
+        _CAUSE.__set__(self, value)
+
+    @property
+    def __context__(self) -> BaseException | None:
+        context = _CONTEXT.__get__(self, type(self))
+        return context if isinstance(context, Cup4SoilError) else None
+
+    @__context__.setter
+    def __context__(self, value: BaseException | None) -> None:
+        _CONTEXT.__set__(self, value)
 
 
 class ParameterError(Cup4SoilError, ValueError):
@@ -142,20 +306,42 @@ class StoreError(Cup4SoilError, OSError):
         The object (path inside the store, or URL) that failed; query strings removed.
     reason
         What the storage layer reported, credentials removed.
+    hint
+        What to do about it; default: check the endpoint, bucket and permissions, then
+        resume.
+    action
+        What failed: ``"write"`` (default) or ``"read"``.
     """
 
-    def __init__(self, key: str, reason: str) -> None:
+    def __init__(self, key: str, reason: str, *, hint: str | None = None,
+                 action: str = "write") -> None:
         self.key = redact(key)
         self.reason = redact(reason)
-        super().__init__(
-            f"could not write {self.key}: {self.reason}. Check the endpoint, the bucket and "
-            "its permissions, then rerun with mode='resume' (--resume) to keep the regions "
-            "already written."
-        )
-
-    def __reduce__(self) -> tuple[type, tuple[str, str]]:
-        return (type(self), (self.key, self.reason))
+        self.hint = hint or ("Check the endpoint, the bucket and its permissions, then rerun "
+                             "with mode='resume' (--resume) to keep the regions already "
+                             "written.")
+        super().__init__(f"could not {action} {self.key}: {self.reason}. {self.hint}")
 
 
 class ClusterError(Cup4SoilError):
     """A Dask cluster cannot be reached, refuses the credentials, or lacks packages."""
+
+
+class NotAProductError(ParameterError):
+    """The URL holds something that is not a cup4soil product: a file, a folder of other
+    files, or a Zarr store another tool wrote. cup4soil neither opens it as a product nor
+    writes into it, and never deletes it."""
+
+
+class ProductLockedError(Cup4SoilError):
+    """Another writer holds the product's lease (it is being written right now), or took
+    it over while this write was running."""
+
+
+class StorageFullError(StoreError):
+    """The disk or quota filled up while writing; the product is left incomplete and can be
+    resumed once space is freed."""
+
+
+# Redact third-party logs from the moment cup4soil is imported (in clients and workers).
+install_log_redaction()

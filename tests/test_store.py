@@ -22,7 +22,13 @@ import xarray as xr
 
 import cup4soil
 from cup4soil import masks, store
-from cup4soil.errors import Cup4SoilError, IncompleteProductError, ParameterError, StoreError
+from cup4soil.errors import (
+    Cup4SoilError,
+    IncompleteProductError,
+    NotAProductError,
+    ParameterError,
+    StoreError,
+)
 
 from _store_writer import product
 from helpers import CallCounter
@@ -100,10 +106,10 @@ def test_existing_product_is_not_overwritten_silently(vpc, tmp_path):
     store.write(vpc, url, mode="w")
 
 
-def test_incomplete_product_is_refused(vpc, tmp_path):
+def test_incomplete_or_foreign_store_is_refused(vpc, tmp_path):
     url = tmp_path / "half.zarr"
-    vpc.to_zarr(url, zarr_format=3, consolidated=False)  # written, but never marked complete
-    with pytest.raises(Cup4SoilError, match="incomplete"):
+    vpc.to_zarr(url, zarr_format=3, consolidated=False)  # a Zarr store without cup4soil's plan
+    with pytest.raises(NotAProductError, match="Zarr store that cup4soil did not write"):
         store.open(str(url))
     assert isinstance(store.open(str(url), allow_incomplete=True), xr.Dataset)
     with pytest.raises(Cup4SoilError, match="no product"):
@@ -146,12 +152,13 @@ def test_products_of_cup4soil_0_1_still_open_and_resume(tmp_path):
     side = _sidecar(url)
     (side / "plan.json").rename(url / ".cup4soil-plan.json")
     (side / "regions").rename(url / ".cup4soil-regions")
+    (side / "lease.json.lock").unlink()  # the lock file of the write lease (0.1 had none)
     side.rmdir()
     with pytest.raises(IncompleteProductError, match=r"\d+ of 16 regions are written"):
         store.open(str(url))
     info = store.write(product(), str(url), mode="resume")
     assert 0 < info.computed < 16 and (url / ".cup4soil-complete.json").exists()
-    assert not side.exists()  # resumed where it is
+    assert not (side / "plan.json").exists()  # resumed where it is (the lease is beside)
     with warnings.catch_warnings():
         warnings.filterwarnings("error", message=".*not recognized")
         back = store.open(str(url))
@@ -280,13 +287,13 @@ def test_sigkill_then_resume(tmp_path, kill_after):
                           stderr=subprocess.PIPE, text=True) as proc:  # waits, closes pipes
         deadline = time.time() + 60
         while time.time() < deadline:
-            if regions.exists() and len(list(regions.iterdir())) >= kill_after:
+            if regions.exists() and len(list(regions.glob("*.json"))) >= kill_after:
                 break
             if proc.poll() is not None:
                 pytest.fail(f"the writer exited early: {proc.stderr.read()[-2000:]}")
             time.sleep(0.02)
         os.kill(proc.pid, signal.SIGKILL)
-    written = len(list(regions.iterdir()))
+    written = len(list(regions.glob("*.json")))  # not a manifest killed while written
     assert kill_after <= written < 16
     with pytest.raises(IncompleteProductError, match=f"{written} of 16 regions"):
         store.open(url)

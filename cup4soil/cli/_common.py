@@ -15,7 +15,8 @@ if TYPE_CHECKING:
     #: What ``ArgumentParser.add_subparsers`` returns; each command group adds its parsers.
     Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
 
-__all__ = ["Cluster", "cluster_arg", "storage_args", "storage_options", "write_mode"]
+__all__ = ["Cluster", "cluster_arg", "storage_args", "storage_options", "write_mode",
+           "zarr_format_arg"]
 
 
 def cluster_arg(p: argparse.ArgumentParser) -> None:
@@ -49,12 +50,21 @@ class Cluster:
 
 
 def storage_args(p: argparse.ArgumentParser) -> None:
-    """Add ``--storage-option`` and ``--resume`` for commands that write a store."""
+    """Add ``--storage-option``, ``--resume`` and ``--zarr-format`` for commands that write
+    a store."""
     p.add_argument("--storage-option", action="append", default=[], metavar="KEY=VALUE",
                    help="fsspec storage option for --out, e.g. endpoint_url=http://... or "
                         "client_kwargs.region_name=eu-west-1 (repeatable)")
     p.add_argument("--resume", action="store_true",
                    help="finish an interrupted write, keeping the regions already written")
+    zarr_format_arg(p)
+
+
+def zarr_format_arg(p: argparse.ArgumentParser) -> None:
+    """Add ``--zarr-format {3,2}`` (2 for GDAL-based readers)."""
+    p.add_argument("--zarr-format", type=int, choices=(3, 2), default=3,
+                   help="Zarr format of the product (default 3; 2 for GDAL, QGIS and other "
+                        "GDAL-based readers)")
 
 
 def storage_options(pairs: Sequence[str]) -> dict[str, Any]:

@@ -57,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
     products = scmap.composite(cube, threshold_arg(args.threshold), by=args.by)
     print(f"{len(items)} items -> cube {dict(cube.sizes)}; writing {args.out}")
     info = store.write(products, args.out, mode=write_mode(args), progress=True,
+                       zarr_format=args.zarr_format,
                        storage_options=storage_options(args.storage_option))
     print(f"wrote {', '.join(info.variables)} to {info.url} ({info.computed} of "
           f"{info.regions} regions computed) in {time.perf_counter() - t0:.1f} s")

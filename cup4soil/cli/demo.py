@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from ._common import cluster_arg
+from ._common import cluster_arg, zarr_format_arg
 
 if TYPE_CHECKING:
     from ._common import Subparsers
@@ -164,6 +164,7 @@ def run_demo(
     scenes_per_year: int = 12,
     engine: Engine = "odc-stac",
     seed: int = 0,
+    zarr_format: int = 3,
 ) -> DemoReport:
     """Run the chain offline on the built-in sample archive.
 
@@ -180,6 +181,8 @@ def run_demo(
         Cube engine, ``"odc-stac"`` or ``"stackstac"``.
     seed
         Seed of the sample archive, the soil samples and the model.
+    zarr_format
+        Zarr format of the products (2 for GDAL-based readers).
 
     Returns
     -------
@@ -218,7 +221,8 @@ def run_demo(
         "source_catalog": str(sample.catalog),
         "items": len(items),
     })
-    info = store.write(product, str(folder / "demo.zarr"), mode="w")
+    info = store.write(product, str(folder / "demo.zarr"), mode="w",
+                       zarr_format=zarr_format)
     t = step("compute + write Zarr", t)
     result = store.open(info.url).load()
     # SCMaP composites; the sample area lies in the Oderbruch, inside DLR's threshold raster,
@@ -227,7 +231,8 @@ def run_demo(
     # ESA WorldCover's role is played by the sample's land-cover truth: lake and village out.
     worldcover = sample.truth_on("worldcover", cube.odc.geobox)
     comp = scmap.composite(cube, threshold, worldcover=worldcover)
-    comp_info = store.write(comp, str(folder / "scmap.zarr"), mode="w")
+    comp_info = store.write(comp, str(folder / "scmap.zarr"), mode="w",
+                       zarr_format=zarr_format)
     composite_ds = store.open(comp_info.url).load()
     pngs = quicklook.product(composite_ds, folder / "scmap")
     t = step("SCMaP composite + write", t)
@@ -242,7 +247,8 @@ def run_demo(
     soc_map["soc_piw90"] = soc_map.soc_q95 - soc_map.soc_q05
     soc_map["soc_piw90"].attrs = {"long_name": "width of the 90 % prediction interval",
                                   "units": model.units}
-    soc_info = store.write(soc_map, str(folder / "soc.zarr"), mode="w")
+    soc_info = store.write(soc_map, str(folder / "soc.zarr"), mode="w",
+                       zarr_format=zarr_format)
     soc_ds = store.open(soc_info.url).load()
     truth = sample.truth_on("soc", composite_ds.odc.geobox).values * 100.0  # % -> dg/kg
     gbox = composite_ds.odc.geobox
@@ -300,6 +306,7 @@ def register(sub: Subparsers) -> None:
     p.add_argument("--scenes-per-year", type=int, default=12)
     p.add_argument("--engine", choices=("odc-stac", "stackstac"), default="odc-stac")
     p.add_argument("--seed", type=int, default=0)
+    zarr_format_arg(p)
     cluster_arg(p)
     p.set_defaults(run=run)
 
@@ -307,7 +314,7 @@ def register(sub: Subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the demo and print its report."""
     report = run_demo(args.out, size=args.size, scenes_per_year=args.scenes_per_year,
-                      engine=args.engine, seed=args.seed)
+                      engine=args.engine, seed=args.seed, zarr_format=args.zarr_format)
     for line in report.lines():
         print(line)
     return 0

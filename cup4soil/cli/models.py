@@ -91,6 +91,7 @@ def run_predict(args: argparse.Namespace) -> int:
     covariates = store.open(args.covariates)
     out = model.predict(covariates, chunks=args.chunks)
     info = store.write(out, args.out, mode=write_mode(args), progress=True,
+                       zarr_format=args.zarr_format,
                        storage_options=storage_options(args.storage_option),
                        provenance={"model": str(args.model), "covariates": args.covariates})
     print(f"wrote {', '.join(info.variables)} ({model.units}) to {info.url} ({info.computed} "

@@ -34,7 +34,8 @@ def run_info(args: argparse.Namespace) -> int:
         return 0
     done, total = i["regions"]
     state = "complete" if i["complete"] else "INCOMPLETE"
-    print(f"{i['url']}: {state}" + (f" ({done} of {total} regions)" if total else ""))
+    print(f"{i['url']}: {state}" + (f" ({done} of {total} regions)" if total else "")
+          + f", Zarr v{i['zarr_format']}")
     g = i["grid"]
     if g:
         print(f"  grid       : {g['crs']}, {g['shape'][0]} x {g['shape'][1]} px at "
@@ -42,6 +43,9 @@ def run_info(args: argparse.Namespace) -> int:
     for name, v in i["variables"].items():
         print(f"  {name:<12}: ({', '.join(v['dims'])}) {v['dtype']} [{v['units']}] "
               f"{v['long_name']}")
+    print(f"  readers    : {'; '.join(i['readers'])}")
+    for note in i["not_readers"]:
+        print(f"  not        : {note}")
     p = i["provenance"]
     for key in ("title", "cup4soil_version", "time_start", "time_end", "cup4soil_written"):
         if key in p:

@@ -2,9 +2,12 @@
 
 - a ``spatial_ref`` grid-mapping variable (WKT, EPSG, GeoTransform) when the grid has a CRS,
   referenced by every spatial variable's ``grid_mapping``;
-- ``standard_name``/``axis``/``units`` on ``x``/``y``; ``units``, ``long_name`` and a
-  ``_FillValue`` on every data variable (NaN for floats, the declared ``nodata`` for
-  integers, none for counts);
+- ``standard_name``/``axis``/``units`` on ``x``/``y``; ``units`` and ``long_name`` on every
+  data variable; fill values chosen so that a plain ``xarray.open_zarr`` gives the values
+  :func:`cup4soil.store.open` gives: ``_FillValue`` NaN for floats (masking NaN changes
+  nothing) and none for integers, whose nodata is a value named by the ``nodata``
+  attribute (``MASK`` 0, ``BSC`` 0 = never bare) -- as odc-stac and rioxarray users
+  handle DN cubes -- not a fill that readers would turn into NaN;
 - provenance attributes (version, time written, inputs) made global;
 - no credential: attribute keys that look like secrets are dropped, URLs lose their query
   strings.
@@ -112,13 +115,16 @@ def _grid_mapping(ds: xr.Dataset, dims: tuple[str, str]) -> xr.Dataset:
     return out
 
 
+# Attributes xarray reads as encodings: the writer sets them itself (a dataset opened with
+# mask_and_scale=False carries them as attributes; writing them again would clash).
+_ENCODING_ATTRS = ("_FillValue", "missing_value")
+
+
 def _fill_value(var: xr.Variable) -> Any:
-    """CF ``_FillValue``: NaN for floats unless declared; integers only when declared
-    (a count's 0 is a value, not a fill)."""
-    nodata = var.attrs.get("nodata")
+    """CF ``_FillValue``: NaN for floats, none for integers (see the module's docstring)."""
     if np.issubdtype(var.dtype, np.integer):
-        return None if nodata is None else var.dtype.type(nodata)
-    return var.dtype.type(np.nan if nodata is None or is_nan(nodata) else nodata)
+        return None
+    return var.dtype.type(np.nan)
 
 
 def prepare(ds: xr.Dataset, *, dims: tuple[str, str],
@@ -142,7 +148,13 @@ def prepare(ds: xr.Dataset, *, dims: tuple[str, str],
     for name, var in out.variables.items():
         # The writer owns encodings: stale ones from a source file can conflict.
         var.encoding = {k: v for k, v in var.encoding.items() if k in ("dtype", "grid_mapping")}
-        var.attrs = json_safe(scrub(dict(var.attrs)))
+        attrs = dict(var.attrs)
+        fills = [attrs.pop(k) for k in _ENCODING_ATTRS if k in attrs]
+        if fills and name in out.data_vars and "nodata" not in attrs and not is_nan(fills[0]):
+            attrs["nodata"] = fills[0]  # a declared fill stays declared, as nodata
+        if isinstance(attrs.get("nodata"), str) and attrs["nodata"].lower() == "nan":
+            attrs["nodata"] = float("nan")  # "nan" as written (JSON has no NaN)
+        var.attrs = json_safe(scrub(attrs))
         if name in out.data_vars:
             if np.issubdtype(var.dtype, np.integer) or np.issubdtype(var.dtype, np.floating):
                 var.encoding["_FillValue"] = _fill_value(var)

@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from ..errors import BandError, ParameterError
+
 __all__ = ["false_colour", "product", "scalar_map"]
 
 # A perceptually ordered ramp (viridis anchors), interpolated to 256 entries.
@@ -37,7 +39,30 @@ def false_colour(
     src: xr.DataArray, path: str | Path, *, bands: tuple[str, str, str] = ("B11", "B08", "B04")
 ) -> Path:
     """SWIR1/NIR/red composite of a ``(band, y, x)`` reflectance product (x 10000), with a
-    2-98 % stretch per band; nodata (NaN) in black."""
+    2-98 % stretch per band; nodata (NaN) in black.
+
+    Raises
+    ------
+    BandError
+        ``src`` has no ``band`` dimension or lacks one of ``bands``.
+    ParameterError
+        ``src`` is not one 2-D layer per band.
+    """
+    if not isinstance(src, xr.DataArray) or "band" not in src.dims:
+        raise BandError(f"a false-colour quicklook needs a (band, y, x) DataArray such as "
+                        f"SRC; got {type(src).__name__} with dims "
+                        f"{tuple(map(str, getattr(src, 'dims', ())))}.")
+    have = [str(b) for b in src["band"].values] if "band" in src.coords else []
+    missing = [b for b in bands if b not in have]
+    if missing:
+        raise BandError(f"a false-colour quicklook of {src.name or 'this product'} needs bands "
+                        f"{', '.join(bands)}; {', '.join(missing)} missing (it has "
+                        f"{', '.join(have) or 'no band labels'}). Pass bands=(...) with three "
+                        "of its bands.")
+    if src.ndim != 3:
+        raise ParameterError(f"a false-colour quicklook needs (band, y, x); "
+                             f"{src.name or 'the variable'} has dims {src.dims}: select one "
+                             "slice first, e.g. .isel(year=-1).")
     layers = []
     for b in bands:
         x = np.asarray(src.sel(band=b).values, dtype=float)
@@ -50,7 +75,18 @@ def false_colour(
 def scalar_map(
     da: xr.DataArray, path: str | Path, *, vmin: float | None = None, vmax: float | None = None
 ) -> Path:
-    """A (y, x) map through a viridis-like ramp; NaN in black."""
+    """A (y, x) map through a viridis-like ramp; NaN in black.
+
+    Raises
+    ------
+    ParameterError
+        ``da`` is not a 2-D DataArray.
+    """
+    if not isinstance(da, xr.DataArray) or da.ndim != 2:
+        raise ParameterError(f"a quicklook map needs a 2-D (y, x) DataArray; got "
+                             f"{type(da).__name__} with dims "
+                             f"{tuple(map(str, getattr(da, 'dims', ())))}: select one slice "
+                             "first, e.g. .isel(year=-1).")
     x = np.asarray(da.values, dtype=float)
     finite = x[np.isfinite(x)]
     lo = float(np.min(finite)) if vmin is None and finite.size else (vmin or 0.0)
@@ -71,7 +107,15 @@ def product(ds: xr.Dataset, prefix: str | Path) -> list[Path]:
       percentile).
 
     Other variables are skipped. Returns the paths written.
+
+    Raises
+    ------
+    ParameterError
+        ``ds`` is not a Dataset.
     """
+    if not isinstance(ds, xr.Dataset):
+        raise ParameterError(f"quicklook.product takes a Dataset (a product), not "
+                             f"{type(ds).__name__}; use quicklook.scalar_map for one layer.")
     prefix = Path(prefix)
     out: list[Path] = []
     if "SRC" in ds and "band" in ds["SRC"].dims:

@@ -22,7 +22,8 @@ from dask.delayed import delayed
 
 from ..errors import StoreError, redact
 from .cf import secret_values
-from .layout import filesystem, is_local
+from .failures import storage_error
+from .layout import filesystem, fresh, is_local, write_object
 
 __all__ = ["Region", "Target", "checksum", "done_regions", "read_region", "split",
            "write_region"]
@@ -38,13 +39,12 @@ class Target:
     fingerprint: str  # keys the cached Zarr group: a rewritten store is opened afresh
     manifests: str  # fsspec path of the folder of region manifests
 
-    def fail(self, key: str, exc: BaseException, *, where: str | None = None) -> StoreError:
+    def fail(self, key: str, exc: BaseException, *, where: str | None = None,
+             action: str = "write") -> StoreError:
         """A :class:`StoreError` for object ``key`` of the product (or the object at URL
-        ``where``), credentials blanked."""
-        reason = f"{type(exc).__name__}: {exc}"
-        for s in secret_values(self.storage_options):
-            reason = reason.replace(s, "***")
-        return StoreError(where or f"{redact(self.url).rstrip('/')}/{key}", reason)
+        ``where``) that says what went wrong and what to do, credentials blanked."""
+        return storage_error(where or f"{redact(self.url).rstrip('/')}/{key}", exc,
+                             secrets=secret_values(self.storage_options), action=action)
 
     def group(self) -> Any:
         """The product's root Zarr group, opened read-write (cached per process)."""
@@ -111,7 +111,10 @@ def _chunk_key(arr: Any, index: tuple[slice, ...], zarr_format: int, name: str) 
 def write_region(target: Target, region: Region, names: Sequence[str],
                  ydim_pos: Sequence[int], *arrays: np.ndarray) -> str:
     """Write one region of every variable, then its manifest. Returns the region key."""
-    group = target.group()
+    try:
+        group = target.group()
+    except Exception as exc:
+        raise target.fail("", exc) from None
     sums = {}
     for name, pos, arr in zip(names, ydim_pos, arrays, strict=True):
         index = region.index(arr.ndim, pos)
@@ -126,7 +129,7 @@ def write_region(target: Target, region: Region, names: Sequence[str],
     fs, _ = filesystem(target.url, target.storage_options)
     path = f"{target.manifests}/{region.key}.json"
     try:
-        fs.pipe_file(path, json.dumps(manifest).encode())
+        write_object(fs, path, json.dumps(manifest).encode())
     except Exception as exc:
         raise target.fail("", exc, where=fs.unstrip_protocol(path)) from None
     return region.key
@@ -141,11 +144,13 @@ def read_region(target: Target, region: Region, name: str, pos: int) -> np.ndarr
 def done_regions(fs: Any, target: Target, regions: Sequence[Region], names: Sequence[str],
                  positions: Sequence[int], verify: bool) -> set[str]:
     """Regions whose manifests exist (and, with ``verify``, whose data still match)."""
+    fresh(fs, target.manifests)
     try:
-        listed = fs.ls(target.manifests, detail=False)
+        listed = fs.ls(target.manifests, detail=False, refresh=True)
     except FileNotFoundError:
         return set()
-    have = {p.rstrip("/").rsplit("/", 1)[-1].removesuffix(".json") for p in listed}
+    have = {p.rstrip("/").rsplit("/", 1)[-1].removesuffix(".json") for p in listed
+            if str(p).endswith(".json")}
     by_key = {r.key: r for r in regions}
 
     def check(key: str) -> str | None:

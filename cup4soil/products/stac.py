@@ -1,8 +1,20 @@
 """STAC Items of products and Collections of product families.
 
-Items use the projection (``proj:code``, ``proj:shape``, ``proj:transform``, ``proj:bbox``)
-and datacube (``cube:dimensions``, ``cube:variables``) extensions, the Zarr store as asset
-``zarr`` and optional COG assets with ``raster:bands``.
+Every extension field is set through pystac's extension classes, which declare their
+extension on the item (so no field of an undeclared extension can be written):
+
+- projection v2 (``proj:code``, ``proj:shape``, ``proj:transform``, ``proj:bbox``; WKT2 for
+  a CRS without EPSG code), plus ``proj:epsg`` beside ``proj:code``: stackstac 0.5 reads
+  only ``proj:epsg`` (projection v1's name for it);
+- datacube (``cube:dimensions``, ``cube:variables``);
+- xarray-assets on the Zarr store asset ``zarr``: the ``xarray:open_kwargs`` that open it
+  as :func:`cup4soil.store.open` does (``engine="zarr"``, ``consolidated=False``,
+  ``decode_coords="all"`` so the grid mapping comes back as a coordinate);
+- raster (``raster:bands``: data type, unit, nodata) on COG assets.
+
+GDAL-based readers (stackstac, ``odc.stac.load``) read the COG assets
+(:func:`cup4soil.store.to_cogs`); the Zarr asset is for xarray (``xr.open_dataset(href,
+**open_kwargs)``, xpystac).
 """
 
 from __future__ import annotations
@@ -19,11 +31,12 @@ from .._xrutil import crs_label
 from ..errors import ParameterError, redact
 from .cf import json_safe, spatial_dims
 
-__all__ = ["item_of", "stac_collection", "stac_item"]
+__all__ = ["ZARR_OPEN_KWARGS", "item_of", "stac_collection", "stac_item"]
 
-_PROJ = "https://stac-extensions.github.io/projection/v2.0.0/schema.json"
-_RASTER = "https://stac-extensions.github.io/raster/v1.1.0/schema.json"
-_CUBE = "https://stac-extensions.github.io/datacube/v2.2.0/schema.json"
+#: How the Zarr asset opens with xarray (``xarray:open_kwargs``).
+ZARR_OPEN_KWARGS: dict[str, Any] = {"engine": "zarr", "consolidated": False,
+                                    "decode_coords": "all"}
+_MEDIA_ZARR = "application/vnd+zarr"
 _RASTER_TYPES = {"uint8": "uint8", "uint16": "uint16", "int16": "int16", "int32": "int32",
                  "uint32": "uint32", "float32": "float32", "float64": "float64",
                  "int8": "int8", "int64": "int64", "uint64": "uint64"}
@@ -65,10 +78,14 @@ def _cube_dimensions(ds: xr.Dataset, gbox: Any, dims: tuple[str, str]) -> dict[s
 
 
 def item_of(ds: xr.Dataset, url: str, dims: tuple[str, str],
-            cogs: Mapping[str, str] | None = None) -> Any:
+            cogs: Mapping[str, str] | None = None, *, zarr_format: int | None = None) -> Any:
     """The STAC Item of product ``ds`` stored at ``url`` (see :func:`stac_item`)."""
     import odc.geo.xr  # noqa: F401
     import pystac
+    from pystac.extensions.datacube import DatacubeExtension, Dimension, Variable
+    from pystac.extensions.projection import ProjectionExtension
+    from pystac.extensions.raster import DataType, NoDataStrings, RasterBand, RasterExtension
+    from pystac.extensions.xarray_assets import XarrayAssetsExtension
     from shapely.geometry import box, mapping
 
     gbox = ds.odc.geobox
@@ -82,42 +99,52 @@ def item_of(ds: xr.Dataset, url: str, dims: tuple[str, str],
     props: dict[str, Any] = {
         "title": str(ds.attrs.get("title", name)),
         "created": written.isoformat(),
-        "proj:code": f"EPSG:{gbox.crs.epsg}" if gbox.crs.epsg else None,
-        "proj:shape": list(gbox.shape),
-        "proj:transform": list(gbox.affine)[:6],
-        "proj:bbox": list(gbox.extent.boundingbox),
-        "cup4soil:version": ds.attrs.get("cup4soil_version"),
+        "cup4soil_version": ds.attrs.get("cup4soil_version"),
     }
-    if gbox.crs.epsg is None:
-        props["proj:wkt2"] = gbox.crs.to_wkt()
     if start and end:
         props.update(start_datetime=start.isoformat(), end_datetime=end.isoformat())
-    props["cube:dimensions"] = _cube_dimensions(ds, gbox, dims)
-    props["cube:variables"] = {
-        str(n): {"dimensions": list(map(str, v.dims)), "type": "data",
-                 "unit": str(v.attrs.get("units", "")),
-                 "description": str(v.attrs.get("long_name", n))}
-        for n, v in ds.data_vars.items()}
     item = pystac.Item(id=name, geometry=json.loads(json.dumps(mapping(box(*bbox)))), bbox=bbox,
                        datetime=None if (start and end) else written,
-                       properties=json_safe(props),
-                       stac_extensions=[_PROJ, _CUBE] + ([_RASTER] if cogs else []))
-    item.add_asset("zarr", pystac.Asset(
-        href=redact(url), media_type="application/vnd+zarr", roles=["data"],
-        title="Zarr store", extra_fields={"xarray:open_kwargs": {"engine": "zarr",
-                                                                  "consolidated": False}}))
+                       properties=json_safe(props))
+    epsg = gbox.crs.epsg
+    ProjectionExtension.ext(item, add_if_missing=True).apply(
+        code=f"EPSG:{epsg}" if epsg else None,
+        wkt2=None if epsg else gbox.crs.to_wkt(),
+        shape=list(gbox.shape), transform=[float(v) for v in list(gbox.affine)[:6]],
+        bbox=[float(v) for v in gbox.extent.boundingbox])
+    if epsg:
+        item.properties["proj:epsg"] = int(epsg)  # stackstac 0.5 reads this name only
+    DatacubeExtension.ext(item, add_if_missing=True).apply(
+        dimensions={k: Dimension.from_dict(v)
+                    for k, v in _cube_dimensions(ds, gbox, dims).items()},
+        variables={str(n): Variable({"dimensions": list(map(str, v.dims)), "type": "data",
+                                     "unit": str(v.attrs.get("units", "")),
+                                     "description": str(v.attrs.get("long_name", n))})
+                   for n, v in ds.data_vars.items()})
+    zarr_asset = pystac.Asset(href=redact(url), media_type=_MEDIA_ZARR, roles=["data"],
+                              title="Zarr store" + (f" (v{zarr_format})" if zarr_format
+                                                    else ""))
+    item.add_asset("zarr", zarr_asset)
+    xarray_assets: Any = XarrayAssetsExtension.ext(zarr_asset, add_if_missing=True)
+    xarray_assets.open_kwargs = dict(ZARR_OPEN_KWARGS)  # (AssetXarrayAssetsExtension)
     for var, href in (cogs or {}).items():
+        asset = pystac.Asset(href=redact(href), media_type=pystac.MediaType.COG,
+                             roles=["data"], title=var)
+        item.add_asset(var, asset)
         base = ds.get(var)
-        band: dict[str, Any] = {}
-        if base is not None:
-            band = {"data_type": _RASTER_TYPES.get(str(base.dtype), "other"),
-                    "unit": str(base.attrs.get("units", ""))}
-            nodata = base.attrs.get("nodata")
-            if nodata is not None:
-                band["nodata"] = "nan" if isinstance(nodata, str) else nodata
-        item.add_asset(var, pystac.Asset(
-            href=redact(href), media_type=pystac.MediaType.COG, roles=["data"], title=var,
-            extra_fields={"raster:bands": [band]} if band else {}))
+        if base is None:
+            continue
+        declared = base.attrs.get("nodata")
+        nodata: float | NoDataStrings | None
+        if isinstance(declared, str) or (isinstance(declared, float) and np.isnan(declared)) \
+                or (declared is None and np.issubdtype(base.dtype, np.floating)):
+            nodata = NoDataStrings.NAN  # also the COG's nodata for floats (cog.py)
+        else:
+            nodata = None if declared is None else float(declared)
+        RasterExtension.ext(asset, add_if_missing=True).apply(bands=[RasterBand.create(
+            nodata=nodata, unit=str(base.attrs.get("units", "")),
+            data_type=DataType(_RASTER_TYPES[str(base.dtype)])
+            if str(base.dtype) in _RASTER_TYPES else DataType.OTHER)])
     return item
 
 
@@ -167,8 +194,7 @@ def stac_collection(items: Sequence[Any], *, id: str, description: str,
     coll = pystac.Collection(
         id=id, description=description, title=title or id, license=license,
         extent=pystac.Extent(pystac.SpatialExtent([bbox]),
-                             pystac.TemporalExtent(interval)),
-        stac_extensions=[_PROJ, _CUBE])
+                             pystac.TemporalExtent(interval)))
     for it in items:
         coll.add_item(it.clone())
     return coll

@@ -3,22 +3,33 @@
 :func:`write` runs four steps:
 
 1. **layout** (:func:`_layout`) -- CF metadata, the region grid (whole Zarr chunks) and a
-   fingerprint of what a resumed write must agree on;
-2. **opening the target per mode** (:func:`_open_target`) -- ``"w-"`` refuses an existing
-   product, ``"w"`` replaces it, ``"resume"`` checks the plan's fingerprint and finds the
-   regions already done; a new write stores the metadata (template) and then the plan;
+   fingerprint of what a resumed write must agree on; the metadata is encoded once in
+   memory (:func:`_check_template`), so an input that cannot be written fails here, before
+   anything at the URL is touched;
+2. **opening the target per mode** (:func:`_open_target`) -- what is at the URL is read
+   fresh (:func:`.layout.inspect`): a file, or a folder or Zarr store cup4soil did not
+   write, is refused in every mode and never touched; ``"w-"`` refuses an existing
+   product. Then the write takes the product's lease (:mod:`.lease`: a second writer
+   refuses) and, only then, ``"w"`` deletes the old product (marker first; only the
+   objects cup4soil and Zarr wrote, refusing if anything else is inside) and ``"resume"``
+   checks the plan's fingerprint and finds the regions already done. A new write stores
+   the plan first (so a stopped write is always recognised as cup4soil's), then the
+   metadata (template), then marks the plan as past the template;
 3. **region tasks** (:func:`_region_tasks`) -- one task per region left: compute its slice of
    every variable, write it, then its manifest (:mod:`.regions`); computed under a
    progress bar (:func:`cup4soil.runtime.progress.compute`);
-4. **finishing** (:func:`_finish`) -- the STAC item, then the completion marker.
+4. **finishing** (:func:`_finish`) -- after checking the lease is still held: the STAC
+   item, then the completion marker; the lease is released in every case.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -28,10 +39,23 @@ import numpy as np
 import xarray as xr
 from dask.delayed import delayed
 
-from ..errors import ParameterError, redact
+from ..errors import Cup4SoilError, NotAProductError, ParameterError, redact
 from ..runtime.progress import compute
-from .cf import GRID_MAPPING, json_safe, prepare, spatial_dims
-from .layout import Sidecar, filesystem, is_local, locate, zarr_exists
+from .cf import GRID_MAPPING, json_safe, prepare, secret_values, spatial_dims
+from .failures import is_storage_failure, storage_error
+from .layout import (
+    FOREIGN,
+    Found,
+    Sidecar,
+    filesystem,
+    foreign_objects,
+    fresh,
+    inspect,
+    is_local,
+    refuse_foreign,
+    write_object,
+)
+from .lease import DEFAULT_TIMEOUT, Lease
 from .regions import Region, Target, done_regions, split, write_region
 from .stac import item_of
 
@@ -170,78 +194,13 @@ def _layout(ds: xr.Dataset, chunks: int | Mapping[str, int] | None,
 
 # --- 2. opening the target per mode ---------------------------------------------------------
 
-def _open_target(fs: Any, root: str, url: str, options: dict[str, Any],
-                 zarr_format: Literal[2, 3],
-                 layout: _Layout, mode: Mode,
-                 verify: bool) -> tuple[Target, Sidecar, set[str] | None]:
-    """Prepare the store for ``mode``: where regions go, the product's sidecar, and the
-    regions already done (None: the product is complete)."""
-
-    def target(sidecar: Sidecar) -> Target:
-        return Target(url, options, zarr_format, layout.fingerprint, sidecar.regions)
-
-    try:
-        found = locate(fs, root)  # beside the store, or inside a 0.1 product
-        has_store = zarr_exists(fs, root)
-        exists = has_store or fs.exists(found.plan)
-    except Exception as exc:
-        raise target(Sidecar.beside(root)).fail("", exc) from None
-    if exists and mode == "w-":
-        raise ParameterError(f"{redact(url)} already exists. Pass mode='w' to replace it, "
-                             "mode='resume' to finish an interrupted write, or choose "
-                             "another --out.")
-    if has_store and mode == "resume":
-        return target(found), found, _resume(fs, found, layout, target(found), verify)
-    if exists:  # mode "w", or a sidecar left without its store: start afresh
-        _remove(fs, root, found)
-    sidecar = Sidecar.beside(root)
-    _start(fs, sidecar, layout, target(sidecar))
-    return target(sidecar), sidecar, set()
-
-
-def _resume(fs: Any, sidecar: Sidecar, layout: _Layout, target: Target,
-            verify: bool) -> set[str] | None:
-    clean_url = redact(target.url)
-    try:
-        plan = json.loads(fs.cat_file(sidecar.plan))
-    except FileNotFoundError:
-        raise ParameterError(f"{clean_url} exists but was not written by cup4soil "
-                             "(no plan); use mode='w' to replace it.") from None
-    if plan.get("fingerprint") != layout.fingerprint:
-        raise ParameterError(
-            f"{clean_url} was started with a different dataset (variables, shapes, "
-            "coordinates, attributes or region size differ), so it cannot be resumed "
-            "with this one; use mode='w' to start over.")
-    if fs.exists(sidecar.marker):
-        return None
-    fs.makedirs(sidecar.regions, exist_ok=True)  # local filesystems need the folder
-    return done_regions(fs, target, layout.regions, layout.names, layout.positions, verify)
-
-
-def _remove(fs: Any, root: str, sidecar: Sidecar) -> None:
-    """Delete a product: the marker first, so it stops being complete before it changes."""
-    if fs.exists(sidecar.marker):
-        fs.rm(sidecar.marker)
-    if not sidecar.legacy and fs.exists(sidecar.prefix):
-        fs.rm(sidecar.prefix, recursive=True)
-    if fs.exists(root):
-        fs.rm(root, recursive=True)
-
-
-def _start(fs: Any, sidecar: Sidecar, layout: _Layout, target: Target) -> None:
-    """A new product: metadata (template), then the plan; the manifests' folder."""
-    _write_template(layout, target)
-    fs.makedirs(sidecar.regions, exist_ok=True)  # local filesystems need the folders
-    fs.pipe_file(sidecar.plan, json.dumps(layout.plan()).encode())
-
-
-def _write_template(layout: _Layout, target: Target) -> None:
+def _template(layout: _Layout, zarr_format: int) -> xr.Dataset:
     """Metadata, coordinates and non-spatial variables; spatial data stay unwritten."""
     template = layout.ds.copy()
     for n in layout.names:  # no pixel is computed for the template
         v = template[n]
         template[n] = v.copy(data=da.zeros(v.shape, dtype=v.dtype, chunks=v.data.chunks))
-    if target.zarr_format == 3:
+    if zarr_format == 3:
         # Zarr v3 has no stable fixed-length string type: labels (bands) as variable-length
         # strings; open() gives them back as fixed-length.
         text = [k for k, var in template.variables.items() if var.dtype.kind == "U"]
@@ -250,11 +209,162 @@ def _write_template(layout: _Layout, target: Target) -> None:
         for k in text:
             if k in template.data_vars:
                 template[k] = template[k].astype(object)
+    return template
+
+
+def _check_template(layout: _Layout, zarr_format: Literal[2, 3]) -> None:
+    """Encode the metadata into memory: what cannot be written is refused before anything
+    at the URL changes (a failure here is the dataset's, not the storage's)."""
+    import zarr
+
+    with warnings.catch_warnings():
+        # Zarr's own warnings show again, once, when the product is written.
+        warnings.simplefilter("ignore")
+        try:
+            _template(layout, zarr_format).to_zarr(
+                zarr.storage.MemoryStore(), mode="w", compute=False,
+                zarr_format=zarr_format, consolidated=False)
+        except Exception as exc:
+            raise ParameterError(f"the dataset cannot be written as Zarr v{zarr_format}: "
+                                 f"{type(exc).__name__}: {exc}. Fix the variable's "
+                                 "attributes or encoding named there.") from None
+
+
+def _inspect(fs: Any, root: str, url: str, options: Mapping[str, Any]) -> Found:
+    """What is at the URL; storage failures (credentials, endpoint) as StoreError."""
     try:
-        template.to_zarr(target.url, mode="w", compute=False, zarr_format=target.zarr_format,
-                         consolidated=False,
-                         storage_options=None if is_local(target.url) else
-                         target.storage_options)
+        return inspect(fs, root)
+    except Exception as exc:
+        if isinstance(exc, Cup4SoilError) or not is_storage_failure(exc):
+            raise
+        raise storage_error(redact(url), exc, secrets=secret_values(options),
+                            action="open") from None
+
+
+def _open_target(fs: Any, root: str, url: str, options: dict[str, Any],
+                 zarr_format: Literal[2, 3], layout: _Layout, mode: Mode, verify: bool,
+                 found: Found) -> tuple[Target, Sidecar, set[str] | None]:
+    """Prepare the store for ``mode`` (the lease held): where regions go, the product's
+    sidecar, and the regions already done (None: the product is complete)."""
+
+    def target(sidecar: Sidecar) -> Target:
+        return Target(url, options, zarr_format, layout.fingerprint, sidecar.regions)
+
+    new = Sidecar.beside(root)
+    try:
+        if found.kind == "product":
+            plan = _plan(fs, found.sidecar)
+            started = plan is not None and plan.get("state", "regions") != "template"
+            if mode == "resume" and found.store and started:
+                return (target(found.sidecar), found.sidecar,
+                        _resume(fs, found.sidecar, plan, layout, target(found.sidecar),
+                                verify))
+            # mode "w"; or a write that stopped before its metadata was whole: start afresh
+            _remove(fs, root, url, found.sidecar)
+        _start(fs, new, layout, target(new))
+    except Exception as exc:
+        if isinstance(exc, Cup4SoilError) or not is_storage_failure(exc):
+            raise
+        raise target(new).fail("", exc, where=redact(url)) from None
+    return target(new), new, set()
+
+
+def _plan(fs: Any, sidecar: Sidecar) -> dict[str, Any] | None:
+    fresh(fs, sidecar.plan)
+    try:
+        plan = json.loads(fs.cat_file(sidecar.plan))
+    except (FileNotFoundError, ValueError):
+        return None
+    return plan if isinstance(plan, dict) else None
+
+
+def _resume(fs: Any, sidecar: Sidecar, plan: dict[str, Any] | None, layout: _Layout,
+            target: Target, verify: bool) -> set[str] | None:
+    clean_url = redact(target.url)
+    if plan is None:  # pragma: no cover - inspect() found a plan
+        raise NotAProductError(f"{clean_url} exists but was not written by cup4soil (no "
+                               "plan); choose another URL.")
+    if plan.get("fingerprint") != layout.fingerprint:
+        raise ParameterError(
+            f"{clean_url} was started with a different dataset (variables, shapes, "
+            "coordinates, attributes or region size differ), so it cannot be resumed "
+            "with this one; use mode='w' to start over.")
+    fresh(fs, sidecar.marker)
+    try:
+        marker = json.loads(fs.cat_file(sidecar.marker))
+    except (FileNotFoundError, ValueError):
+        marker = None
+    if isinstance(marker, dict) and marker.get("complete"):
+        return None
+    fs.makedirs(sidecar.regions, exist_ok=True)  # local filesystems need the folder
+    for p in fs.ls(sidecar.regions, detail=False, refresh=True):
+        if str(p).endswith(".tmp"):  # a manifest whose writer was killed mid-write
+            fs.rm_file(p)
+    return done_regions(fs, target, layout.regions, layout.names, layout.positions, verify)
+
+
+def _remove(fs: Any, root: str, url: str, sidecar: Sidecar) -> None:
+    """Delete a cup4soil product, only what cup4soil and Zarr wrote: the marker first (so it
+    stops being complete before it changes), the sidecar's objects, then the store's.
+
+    Refuses (deleting nothing) if the store holds anything else.
+    """
+    ours, other = foreign_objects(fs, root, sidecar)
+    if other:
+        shown = ", ".join(p[len(root):].lstrip("/") for p in other[:5])
+        raise NotAProductError(
+            f"{redact(url)} is a cup4soil product, but it also holds {shown}"
+            f"{' ...' if len(other) > 5 else ''}, which cup4soil did not write; it deletes "
+            "nothing it did not write, so move these away before replacing the product "
+            "(or choose another URL).")
+    fresh(fs, sidecar.marker, sidecar.regions)
+    if fs.exists(sidecar.marker):
+        fs.rm_file(sidecar.marker)
+    paths = [sidecar.plan, sidecar.stac_item]
+    with contextlib.suppress(FileNotFoundError):
+        paths += [str(p) for p in fs.ls(sidecar.regions, detail=False, refresh=True)
+                  if str(p).endswith((".json", ".tmp"))]
+    for p in [*paths, *ours]:
+        with contextlib.suppress(FileNotFoundError):
+            fs.rm_file(p)
+    if is_local(root):  # folders left empty (on object stores they vanish by themselves)
+        _remove_empty_folders(sidecar.regions, root)
+    fresh(fs, root, sidecar.prefix)
+
+
+def _remove_empty_folders(*roots: str) -> None:
+    import contextlib
+    import os
+
+    for top in roots:
+        if not os.path.isdir(top):
+            continue
+        for folder, _, _ in sorted(os.walk(top), key=lambda w: -len(w[0])):
+            with contextlib.suppress(OSError):
+                os.rmdir(folder)  # only if empty
+
+
+def _write_plan(fs: Any, sidecar: Sidecar, layout: _Layout, state: str) -> None:
+    write_object(fs, sidecar.plan, json.dumps({**layout.plan(), "state": state}).encode())
+
+
+def _start(fs: Any, sidecar: Sidecar, layout: _Layout, target: Target) -> None:
+    """A new product: the plan (so a stopped write is recognised as cup4soil's), the
+    metadata (template), the manifests' folder, then the plan marked past the template."""
+    _write_plan(fs, sidecar, layout, "template")
+    _write_template(layout, target)
+    fs.makedirs(sidecar.regions, exist_ok=True)  # local filesystems need the folder
+    _write_plan(fs, sidecar, layout, "regions")
+
+
+def _write_template(layout: _Layout, target: Target) -> None:
+    """Metadata, coordinates and non-spatial variables; spatial data stay unwritten."""
+    try:
+        # "w-": the URL holds nothing (checked, and the lease held): never delete here
+        _template(layout, target.zarr_format).to_zarr(
+            target.url, mode="w-", compute=False, zarr_format=target.zarr_format,
+            consolidated=False,
+            storage_options=None if is_local(target.url) else target.storage_options)
     except Exception as exc:
         raise target.fail("zarr.json", exc) from None
 
@@ -281,16 +391,17 @@ def _region_tasks(layout: _Layout, target: Target, todo: Sequence[Region]) -> li
 
 # --- 4. finishing ---------------------------------------------------------------------------
 
-def _finish(fs: Any, sidecar: Sidecar, layout: _Layout, url: str, stac: bool) -> None:
+def _finish(fs: Any, sidecar: Sidecar, layout: _Layout, url: str, stac: bool,
+            zarr_format: int) -> None:
     """The STAC item, then the completion marker (last: its presence means complete)."""
     if stac and GRID_MAPPING in layout.ds.coords:
-        item = item_of(layout.ds, url, layout.dims)
-        fs.pipe_file(sidecar.stac_item, json.dumps(item.to_dict(
+        item = item_of(layout.ds, url, layout.dims, zarr_format=zarr_format)
+        write_object(fs, sidecar.stac_item, json.dumps(item.to_dict(
             transform_hrefs=False)).encode())
     marker = {"complete": True, "variables": sorted(layout.variables),
               "regions": len(layout.regions), "fingerprint": layout.fingerprint,
-              "finished": dt.datetime.now(dt.UTC).isoformat()}
-    fs.pipe_file(sidecar.marker, json.dumps(marker).encode())
+              "zarr_format": zarr_format, "finished": dt.datetime.now(dt.UTC).isoformat()}
+    write_object(fs, sidecar.marker, json.dumps(marker).encode())
 
 
 def write(
@@ -305,6 +416,7 @@ def write(
     stac: bool = True,
     provenance: Mapping[str, Any] | None = None,
     verify: bool = True,
+    lease_timeout: float = DEFAULT_TIMEOUT,
 ) -> ProductInfo:
     """Compute ``ds`` and write it as a Zarr product, region by region.
 
@@ -319,9 +431,11 @@ def write(
     storage_options : dict, optional
         Passed to fsspec (credentials, ``endpoint_url`` ...). Never written anywhere.
     mode : {"w-", "w", "resume"}
-        ``"w-"`` refuses an existing store; ``"w"`` replaces it; ``"resume"`` keeps the
-        regions an earlier, interrupted write finished (checked against their checksums)
-        and computes the rest — the result is identical to an uninterrupted write.
+        ``"w-"`` refuses an existing product; ``"w"`` replaces a cup4soil product;
+        ``"resume"`` keeps the regions an earlier, interrupted write finished (checked
+        against their checksums) and computes the rest — the result is identical to an
+        uninterrupted write. In every mode, a URL holding anything cup4soil did not write
+        (a file, other files, a Zarr store of another tool) is refused and left untouched.
     zarr_format : {3, 2}
         Zarr format version.
     chunks : int or dict, optional
@@ -335,10 +449,24 @@ def write(
         Extra provenance attributes (secrets are dropped).
     verify : bool
         With ``mode="resume"``, re-read finished regions and compare checksums.
+    lease_timeout : float
+        Seconds the write lease lives without renewal (renewed every quarter of it while
+        the write runs). Another writer refuses while the lease is held; a lease of a
+        writer that died expires after this time (at once if it ran on this machine).
 
     Returns
     -------
     ProductInfo
+
+    Raises
+    ------
+    NotAProductError
+        The URL holds a file or anything else cup4soil did not write.
+    ProductLockedError
+        Another writer is writing the product.
+    StoreError
+        The storage failed (:class:`~cup4soil.errors.StorageFullError` when the disk is
+        full); the product is left incomplete and can be resumed.
     """
     t0 = time.perf_counter()
     if mode not in ("w-", "w", "resume"):
@@ -351,11 +479,47 @@ def write(
     fmt: Literal[2, 3] = 3 if zarr_format == 3 else 2
     options = dict(storage_options or {})
     fs, root = filesystem(url, options)
+    Sidecar.beside(root)  # a bucket's root cannot be a product
     layout = _layout(ds, chunks, provenance)
-    target, sidecar, done = _open_target(fs, root, url, options, fmt, layout, mode, verify)
-    todo = [] if done is None else [r for r in layout.regions if r.key not in done]
-    if done is not None:
-        compute(*_region_tasks(layout, target, todo), progress=progress, minimum=1.0)
-        _finish(fs, sidecar, layout, redact(url), stac)
+    _check_template(layout, fmt)
+    found = _check_target(fs, root, url, options, mode)
+    lease = Lease(fs, Sidecar.beside(root).lease, url, timeout=lease_timeout)
+    try:
+        lease.acquire()
+    except Exception as exc:
+        if not is_storage_failure(exc):
+            raise
+        raise Target(url, options, fmt, "", "").fail("", exc, where=redact(url)) from None
+    try:
+        # looked at again under the lease: another writer may have finished meanwhile
+        found = _check_target(fs, root, url, options, mode)
+        target, sidecar, done = _open_target(fs, root, url, options, fmt, layout, mode,
+                                             verify, found)
+        todo = [] if done is None else [r for r in layout.regions if r.key not in done]
+        if done is not None:
+            compute(*_region_tasks(layout, target, todo), progress=progress, minimum=1.0)
+            lease.check()
+            try:
+                _finish(fs, sidecar, layout, redact(url), stac, fmt)
+            except Exception as exc:
+                if not is_storage_failure(exc):
+                    raise
+                raise target.fail("", exc, where=redact(url)) from None
+    finally:
+        lease.release()
     return ProductInfo(redact(url), layout.variables, layout.nbytes, len(layout.regions),
                        len(todo), time.perf_counter() - t0)
+
+
+def _check_target(fs: Any, root: str, url: str, options: Mapping[str, Any],
+                  mode: Mode) -> Found:
+    """Refuse a URL holding what cup4soil did not write (every mode), and an existing
+    product in mode ``"w-"``."""
+    found = _inspect(fs, root, url, options)
+    if found.kind in ("file", FOREIGN):
+        raise refuse_foreign(found, url, writing=True)
+    if found.kind == "product" and mode == "w-":
+        raise ParameterError(f"{redact(url)} already exists. Pass mode='w' to replace it, "
+                             "mode='resume' to finish an interrupted write, or choose "
+                             "another --out.")
+    return found

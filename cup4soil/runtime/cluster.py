@@ -73,6 +73,11 @@ def _check_workers(client: Any, required: Sequence[str]) -> dict[str, Any]:
 def _shutdown(cluster: Any) -> None:
     with contextlib.suppress(Exception):  # already closed, or interpreter shutdown
         cluster.close()
+    gateway = getattr(cluster, "gateway", None)  # a Dask-Gateway cluster's own client
+    if gateway is not None and hasattr(gateway, "_loop_runner"):
+        # cluster.close() closed it; its __del__ would close it again once its loop has
+        # stopped, printing "Exception ignored in Gateway.__del__" at interpreter exit.
+        gateway.close = lambda: None
 
 
 @functools.cache
@@ -139,7 +144,7 @@ def connect(target: str = "local", *, workers: int | None = None,
             options: Mapping[str, Any] | None = None, auth: Any = None,
             environment: Mapping[str, str] | None = None,
             threads_per_worker: int | None = None, wait: bool = True,
-            timeout: float = 120.0) -> Any:
+            timeout: float = 120.0, forward_credentials: bool | None = None) -> Any:
     """A ``distributed.Client`` for cup4soil work, with configured workers.
 
     Parameters
@@ -167,6 +172,12 @@ def connect(target: str = "local", *, workers: int | None = None,
         Wait until ``workers`` (or the adaptive minimum) are up.
     timeout : float
         Seconds to wait for workers.
+    forward_credentials : bool, optional
+        Copy this process's credential variables (``AWS_*``, ``AZURE_*``, ``GS_*``,
+        ``GOOGLE_APPLICATION_CREDENTIALS``, ``PC_SDK_*``) into the workers' environment.
+        Default: yes for clusters cup4soil creates (``"local"``, Dask-Gateway), no for a
+        running scheduler given by address -- its workers may serve other users, so their
+        environment gets the GDAL settings and ``environment=`` only, unless you ask.
 
     Returns
     -------
@@ -208,8 +219,11 @@ def connect(target: str = "local", *, workers: int | None = None,
     if cluster is not None:
         client._cup4soil_cluster = cluster  # close() shuts it down
         atexit.register(_shutdown, cluster)
+    if forward_credentials is None:
+        forward_credentials = cluster is not None  # workers of a cluster cup4soil created
     try:
-        client.register_plugin(WorkerEnvironment(Environment.capture(environment)))
+        client.register_plugin(WorkerEnvironment(Environment.capture(
+            environment, credentials=forward_credentials)))
         want = adaptive[0] if adaptive else workers
         if wait and want:
             client.wait_for_workers(want, timeout=timeout)

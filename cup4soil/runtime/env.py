@@ -55,21 +55,25 @@ DEFAULT_WORKER_ENV: dict[str, str] = {
     "GDAL_CACHEMAX": "256",
 }
 
-# Forwarded from the client's environment when set: storage and signing credentials.
-_FORWARD = re.compile(r"^(AWS_|AZURE_|GS_|GOOGLE_APPLICATION_CREDENTIALS$|PC_SDK_|"
-                      r"CUP4SOIL_|GDAL_|CPL_|VSI_)")
+# Forwarded from the client's environment when set: storage and signing credentials, ...
+_CREDENTIALS = re.compile(r"^(AWS_|AZURE_|GS_|GOOGLE_APPLICATION_CREDENTIALS$|PC_SDK_)")
+# ... and settings.
+_FORWARD = re.compile(r"^(CUP4SOIL_|GDAL_|CPL_|VSI_)")
 # GDAL configuration options: rasterio.Env sets them per thread.
 _GDAL = re.compile(r"^(GDAL_|CPL_|VSI_)")
 # ... except the size of GDAL's block cache, shared by the whole process: the plugin's part.
 _PROCESS_WIDE = frozenset({"GDAL_CACHEMAX"})
 
 
-def worker_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+def worker_environment(extra: Mapping[str, str] | None = None, *,
+                       credentials: bool = True) -> dict[str, str]:
     """The environment variables workers get: :data:`DEFAULT_WORKER_ENV`, then matching
-    variables of this process (``AWS_*``, ``AZURE_*``, ``PC_SDK_*``, ``GDAL_*`` ...), then
-    ``extra``."""
+    variables of this process (``GDAL_*``, ``CPL_*``, ``VSI_*``, ``CUP4SOIL_*`` and, with
+    ``credentials``, ``AWS_*``, ``AZURE_*``, ``GS_*``, ``GOOGLE_APPLICATION_CREDENTIALS``,
+    ``PC_SDK_*``), then ``extra`` (always: the user asked for it)."""
     env = dict(DEFAULT_WORKER_ENV)
-    env.update({k: v for k, v in os.environ.items() if _FORWARD.match(k)})
+    env.update({k: v for k, v in os.environ.items()
+                if _FORWARD.match(k) or (credentials and _CREDENTIALS.match(k))})
     env.update({str(k): str(v) for k, v in (extra or {}).items()})
     return env
 
@@ -90,9 +94,10 @@ class Environment:
     variables: tuple[tuple[str, str], ...] = ()
 
     @classmethod
-    def capture(cls, extra: Mapping[str, str] | None = None) -> Environment:
+    def capture(cls, extra: Mapping[str, str] | None = None, *,
+                credentials: bool = True) -> Environment:
         """This process's environment for workers (see :func:`worker_environment`)."""
-        return cls(tuple(sorted(worker_environment(extra).items())))
+        return cls(tuple(sorted(worker_environment(extra, credentials=credentials).items())))
 
     @classmethod
     def of(cls, env: Mapping[str, str]) -> Environment:
