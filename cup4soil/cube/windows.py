@@ -31,7 +31,7 @@ from typing import Any, Protocol, TypeAlias
 
 import dask.array as dsa
 import numpy as np
-from dask.base import compute, optimize
+from dask.base import compute
 from dask.delayed import Delayed
 
 from .readplan import ReadPlan
@@ -309,9 +309,10 @@ class GraphWindows(WindowSource):
              pool: Executor | None = None) -> dict[str, np.ndarray]:
         times = list(times)
         ta, tb = times[0], times[-1] + 1
+        # Not optimised either (see FlatGraph.of_many): the arrays' shared tasks run once.
         values = compute(  # type: ignore[no-untyped-call]
             *(self.arrays[n][ta:tb] for n in names), scheduler="threads",
-            num_workers=self.read_threads)
+            num_workers=self.read_threads, optimize_graph=False)
         pick = np.asarray(times) - ta
         whole = len(times) == tb - ta
         return {n: (np.asarray(v) if whole else np.asarray(v)[pick])
@@ -351,11 +352,13 @@ class FlatGraph:
                 out[n] = cls(name, {(name, 0, 0, 0): arr},
                              tuple((s,) for s in arr.shape), arr.dtype)
         if lazy:
-            opt = optimize(*lazy.values())  # type: ignore[no-untyped-call]
+            # Merged as they are, not optimised: Dask's array optimisation fuses a task that
+            # several arrays share (one loader for all bands) into each of them, so it
+            # would run once per array.
             dsk: dict[Any, Any] = {}
-            for a in opt:
+            for a in lazy.values():
                 dsk.update(a.__dask_graph__())
-            for n, a in zip(lazy, opt, strict=True):
+            for n, a in lazy.items():
                 out[n] = cls(a.name, dsk, a.chunks, a.dtype)
         return {n: out[n] for n in arrays}
 
