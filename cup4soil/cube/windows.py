@@ -320,12 +320,12 @@ class GraphWindows(WindowSource):
 
 
 class FlatGraph:
-    """A (time, y, x) dask array's graph, fused and materialised once, from which windows
-    are cut by chunk index: building all blocks costs one pass over the graph instead of
-    one per block (``dask.optimize`` of a sliced array rebuilds the whole cube's graph).
+    """A (time, y, x) dask array's graph, materialised once, from which windows are cut by
+    chunk index: building all blocks costs one pass over the graph instead of one per block
+    (``dask.optimize`` of a sliced array rebuilds the whole cube's graph).
 
-    :meth:`of_many` flattens several arrays together, so the tasks they share stay shared
-    (optimised alone, each array would fuse a shared loader into its own tasks).
+    :meth:`of_many` merges several arrays' graphs, unoptimised, so the tasks they share
+    stay shared (Dask's array optimisation fuses a shared loader into each array's tasks).
     """
 
     def __init__(self, name: str, dsk: dict[Any, Any], chunks: tuple[tuple[int, ...], ...],
