@@ -20,7 +20,8 @@ kernels of :mod:`~cup4soil.scmap.block_kernels`:
 5. :func:`band_products` -- SRC, SRC_STD, SRC_CI95, MREF, MREF_STD.
 
 A block never holds its 11-band time series: memory is the moments (a fixed amount per
-pixel), a few batches, and the store within its budget.
+pixel), a few batches, and what is kept of the series up to a fixed amount per pixel
+(the rest is spilled), so it does not grow with the number of scenes.
 """
 
 from __future__ import annotations
@@ -60,6 +61,12 @@ SERIES_BYTES_PER_SCENE = 2 + 1 / 8
 BATCH_OVERHEAD = 48 * 2**20
 #: Budget of one strip of the NMAD test read back from a scratch file.
 STRIP_BYTES = 8 * 2**20
+#: Most bytes per pixel of the B02 series and bare flags kept in memory (about 60 scenes);
+#: a longer series goes to the scratch file, so the task's memory does not grow with it.
+KEEP_SERIES_BYTES_PER_PIXEL = 128
+#: Most bytes per pixel of the valid observations' other bands kept in memory (about 14
+#: observations of 9 bands); the rest goes to the scratch file.
+KEEP_RECORD_BYTES_PER_PIXEL = 256
 
 _INVALID_LUT = np.zeros(256, bool)
 _INVALID_LUT[list(_kernels.INVALID_SCL)] = True
@@ -339,8 +346,12 @@ def first_pass(windows: BlockWindows, threshold: np.ndarray, worldcover: np.ndar
     fixed = BYTES_PER_PIXEL * h * w + BATCH_OVERHEAD
     series = int(n_t * h * w * SERIES_BYTES_PER_SCENE)
     spare = max(0, task_memory - fixed)
-    store = SeriesStore(n_t, (h, w), in_memory=series <= spare)
-    records = (RecordStore(nb - 1, spare - (series if store.in_memory else 0))
+    # What is kept in memory is capped per pixel, not only by the budget: else the task's
+    # memory would grow with the series up to the budget (the file is in the page cache).
+    keep_series = min(spare, KEEP_SERIES_BYTES_PER_PIXEL * h * w)
+    store = SeriesStore(n_t, (h, w), in_memory=series <= keep_series)
+    records = (RecordStore(nb - 1, min(spare - (series if store.in_memory else 0),
+                                       KEEP_RECORD_BYTES_PER_PIXEL * h * w))
                if need_moments else None)
     sums: dict[str, np.ndarray] = {
         "s1_bare": np.zeros((h, w, nb) if params.need_src else (0, 0, 0), np.uint32),
@@ -395,7 +406,8 @@ def nmad_filter(first: FirstPass, params: Params) -> Outliers:
     out_bare = np.zeros((h, w), np.int32)
     out_valid = np.zeros((h, w), np.int32)
     has = np.zeros(len(first.store), bool)
-    for r0, r1, b02, bare in first.store.strips(STRIP_BYTES):
+    budget = min(STRIP_BYTES, KEEP_SERIES_BYTES_PER_PIXEL * h * w)
+    for r0, r1, b02, bare in first.store.strips(budget):
         _bk.nmad_limits(b02, bare, params.nmad_sigma, params.mref_nmad_sigma,
                         params.need_mref, 80.0, limit_bare[r0:r1], limit_valid[r0:r1],
                         n_bare[r0:r1], out_bare[r0:r1], out_valid[r0:r1], has)
