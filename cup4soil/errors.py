@@ -383,7 +383,7 @@ class OptionalDependencyError(Cup4SoilError, ImportError):
     """
 
     def __init__(self, extra: str, what: str, missing: str) -> None:
-        self.extra, self.what, self.missing = extra, what, missing
+        self.extra, self.what, self.missing = redact(extra), redact(what), redact(missing)
         super().__init__(
             f"{what} needs the '{extra}' extra ({missing} is not installed): "
             f'pip install "cup4soil[{extra}]"'
@@ -397,6 +397,84 @@ class ProcessGraphError(Cup4SoilError, ValueError):
 
 class BackendError(Cup4SoilError):
     """An openEO back-end refused a request, failed a job, or returned unusable results."""
+
+
+class TooLargeError(ParameterError):
+    """A cube, composite or prediction is larger than one call should do (pixels, bytes or
+    tasks): refused at plan time, with the numbers and the ways to make it smaller (a coarser
+    resolution, tiles, larger chunks) or to override the limit (``max_pixels=``)."""
+
+
+class ItemError(Cup4SoilError, ValueError):
+    """A STAC item's metadata contradicts itself or cannot be what it claims: projection
+    metadata that puts the raster somewhere else than the item's geometry, an asset that is
+    not a raster (``image/png``), reflectance as floating point where digital numbers are
+    expected, a sun angle outside 0-180 degrees."""
+
+
+class AssetFormatError(AssetReadError):
+    """A raster asset was read, but it is not what its item declares: another CRS than its
+    ``proj:`` metadata, floating-point values where Sentinel-2 digital numbers (integers)
+    are expected, or no georeferencing at all (a PNG or JPEG picture).
+
+    Parameters
+    ----------
+    href
+        The asset's URL or path; any query string (signing token) is removed.
+    reason
+        What is wrong with the file.
+    fix
+        How to fix it.
+    """
+
+    def __init__(self, href: str, reason: str, fix: str = "") -> None:
+        self.href = redact(href)
+        self.reason = redact(reason)
+        self.fix = fix
+        Cup4SoilError.__init__(self, f"asset {self.href} {self.reason}. {fix}".rstrip())
+
+    def __reduce__(self) -> tuple[type, tuple[str, str, str]]:  # type: ignore[override]
+        return (type(self), (self.href, self.reason, self.fix))
+
+
+class AssetRetryError(AssetReadError):
+    """Reading a raster asset kept failing with transient network errors (HTTP 5xx,
+    connection resets, truncated responses, timeouts) until the retry budget of the asset
+    (``CUP4SOIL_READ_RETRY_SECONDS``) was spent.
+
+    Parameters
+    ----------
+    href
+        The asset's URL or path; any query string (signing token) is removed.
+    status
+        The last failure seen (``"HTTP 503"``, ``"connection reset"``, ``"truncated
+        response"``, ``"timed out"``).
+    tries
+        How many times cup4soil read the asset (each read is retried by GDAL too, up to
+        ``GDAL_HTTP_MAX_RETRY`` times per request).
+    seconds
+        Seconds spent retrying.
+    """
+
+    def __init__(self, href: str, status: str, tries: int, seconds: float) -> None:
+        self.href = redact(href)
+        self.status = redact(status)
+        self.reason = self.status
+        self.tries = int(tries)
+        self.seconds = float(seconds)
+        Cup4SoilError.__init__(
+            self,
+            f"could not read asset {self.href}: {self.status}, still after {self.tries} "
+            f"tries over {self.seconds:.0f} s. The server or the network is failing; try "
+            "again later, or allow more time per asset with the environment variable "
+            "CUP4SOIL_READ_RETRY_SECONDS (seconds; set it on the Dask workers too).")
+
+    def __reduce__(  # type: ignore[override]
+            self) -> tuple[type, tuple[str, str, int, float]]:
+        return (type(self), (self.href, self.status, self.tries, self.seconds))
+
+
+__all__ += ["AssetFormatError", "AssetRetryError", "ItemError", "TooLargeError"]
 
 
 # Redact third-party logs from the moment cup4soil is imported (in clients and workers).
