@@ -149,3 +149,12 @@ def test_data_page_names_the_download_and_its_checksum():
     if not raster.is_file():
         pytest.skip("shared test data not found")
     assert hashlib.sha256(raster.read_bytes()).hexdigest() == digest
+
+
+def test_benchmarks_page_gives_the_command_of_every_script():
+    page = (DOCS / "benchmarks.md").read_text()
+    scripts = sorted(p.name for p in (ROOT / "benchmarks").glob("*.py")
+                     if not p.name.startswith("_"))
+    assert scripts
+    missing = [s for s in scripts if f"python benchmarks/{s}" not in page]
+    assert not missing, f"docs/benchmarks.md does not say how to run {missing}"
