@@ -2,7 +2,8 @@
 
 The chain, one sub-package per stage (see ``docs/architecture.md``):
 :mod:`cup4soil.sources` (:func:`search`) -> :mod:`cup4soil.cube` (:func:`load_s2`) ->
-:mod:`cup4soil.scmap` (validity masks, bare-soil composites) -> :mod:`cup4soil.models`
+:mod:`cup4soil.scmap` (validity masks, bare-soil composites) -> :mod:`cup4soil.covariates`
+(Sentinel-1, terrain, land cover, the covariate sets) -> :mod:`cup4soil.models`
 (soil property maps with 90 % intervals) -> :mod:`cup4soil.products` (Zarr, STAC, COGs,
 quicklooks); :mod:`cup4soil.runtime` connects clusters; :mod:`cup4soil.sample` makes an
 offline sample archive.
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import sys
 
-from . import cube, errors, models, products, runtime, sample, scmap, sources
+from . import covariates, cube, errors, models, openeo, products, runtime, sample, scmap, sources
 from ._version import __version__
 from .cube import load_s2
 from .products import quicklook, store
@@ -31,6 +32,7 @@ for _name, _module in {"cluster": cluster, "masks": masks, "quicklook": quickloo
     sys.modules[f"{__name__}.{_name}"] = _module
 
 __all__ = [
-    "__version__", "cluster", "cube", "errors", "load_s2", "masks", "models", "products",
-    "quicklook", "runtime", "sample", "scmap", "search", "sources", "store",
+    "__version__", "cluster", "covariates", "cube", "errors", "load_s2", "masks", "models",
+    "openeo", "products", "quicklook", "runtime", "sample", "scmap", "search", "sources",
+    "store",
 ]

@@ -35,17 +35,24 @@ __all__ = [
     "REDACTED_LOGGERS",
     "AOIError",
     "AssetReadError",
+    "BackendError",
     "BandError",
     "CRSError",
     "CatalogError",
     "ClusterError",
+    "CollectionError",
     "CovariateError",
+    "CoverageError",
     "Cup4SoilError",
+    "GridMismatchError",
     "IncompleteProductError",
+    "LayerError",
     "ModelError",
     "NoItemsError",
     "NotAProductError",
+    "OptionalDependencyError",
     "ParameterError",
+    "ProcessGraphError",
     "ProductLockedError",
     "SampleError",
     "StorageFullError",
@@ -380,6 +387,25 @@ class ClusterError(Cup4SoilError):
     """
 
 
+class CollectionError(Cup4SoilError, ValueError):
+    """A collection cannot serve what was asked of it: Sentinel-1 in SAR geometry, items
+    without the assets or metadata a covariate needs, a layer of the wrong kind."""
+
+
+class CoverageError(Cup4SoilError, ValueError):
+    """A layer (a DEM, a user raster) does not cover the grid it is needed on."""
+
+
+class LayerError(Cup4SoilError, ValueError):
+    """A raster cannot be used as asked: a categorical raster as continuous (or a float
+    raster as categorical), no CRS metadata, values that are not what the metadata says."""
+
+
+class GridMismatchError(CovariateError):
+    """Covariates are not on the composite's grid (another CRS, size, or an offset of a
+    fraction of a pixel)."""
+
+
 class NotAProductError(ParameterError):
     """The URL holds something that is not a cup4soil product: a file, a folder of other
     files, or a Zarr store another tool wrote. cup4soil neither opens it as a product nor
@@ -404,6 +430,36 @@ class StorageFullError(StoreError):
 
     Fix: free space (or raise the quota) and rerun with ``--resume``.
     """
+
+
+class OptionalDependencyError(Cup4SoilError, ImportError):
+    """A feature needs packages of an optional extra that is not installed.
+
+    Parameters
+    ----------
+    extra
+        The ``cup4soil[...]`` extra that provides them.
+    what
+        The feature that needs them.
+    missing
+        The module that could not be imported.
+    """
+
+    def __init__(self, extra: str, what: str, missing: str) -> None:
+        self.extra, self.what, self.missing = extra, what, missing
+        super().__init__(
+            f"{what} needs the '{extra}' extra ({missing} is not installed): "
+            f'pip install "cup4soil[{extra}]"'
+        )
+
+
+class ProcessGraphError(Cup4SoilError, ValueError):
+    """An openEO process graph is malformed, or uses what a local run cannot provide
+    (an unknown collection, a missing parameter, an input not given)."""
+
+
+class BackendError(Cup4SoilError):
+    """An openEO back-end refused a request, failed a job, or returned unusable results."""
 
 
 # Redact third-party logs from the moment cup4soil is imported (in clients and workers).

@@ -48,7 +48,10 @@ def test_demo_end_to_end(tmp_path, capsys):
     assert report.cv.n <= 150 and report.truth.n > 0 and report.truth.picp90 > 0.5
     assert [label for label, _ in report.steps] == [
         "sample catalog", "search", "cube + mask graph", "compute + write Zarr",
-        "SCMaP composite + write", "SOC model + map"]
+        "SCMaP composite + write", "covariates (set 3) + write", "SOC model + map"]
+    cov = store.open(report.covariates_url)
+    assert {"elevation", "worldcover", "VV_mean", "MOSAIC_B04"} <= set(cov.data_vars)
+    assert report.n_features == len(cov.data_vars) and "covariates of set 3" in text
     printed = text.splitlines()
     n = len(report.lines()) - len(report.steps) - 1  # the timings differ between runs
     assert printed[:n] == report.lines()[:n]

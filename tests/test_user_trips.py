@@ -25,7 +25,8 @@ def _report(**changes) -> DemoReport:
         cube_sizes={"y": 2, "x": 2, "time": 5}, crs="EPSG:32633", bands=("B02",),
         n_tasks=3, vpc_min=1, vpc_mean=17, vpc_max=30, n_dates=40, vpc_url="a",
         scmap_url="b", threshold=0.137, bare_fraction=0.5, vegetated_fraction=0.2,
-        median_bsf=0.3, n_features=10, folds="10", cv=m, soc_url="c", soc_median=100.0,
+        median_bsf=0.3, covariates_url="d", n_features=10, folds="10", cv=m, soc_url="c",
+        soc_median=100.0,
         piw90_median=40.0, truth=m, quicklooks=())
     return dataclasses.replace(base, **changes)
 
@@ -43,7 +44,8 @@ def _demo_parser() -> argparse.ArgumentParser:
 
 def test_demo_help_describes_the_whole_chain():
     text = " ".join(_demo_parser().format_help().split())
-    for step in ("search", "cube", "valid pixel count", "composites", "soil samples",
+    for step in ("search", "cube", "valid pixel count", "composites", "covariate",
+                 "soil samples",
                  "quantile regression forest", "SOC", "90 % interval", "truth", "Zarr",
                  "quicklook"):
         assert step in text, step

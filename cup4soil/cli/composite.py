@@ -32,6 +32,9 @@ def register(sub: Subparsers) -> None:
     p.add_argument("--threshold", default="dlr-europe",
                    help="PVIR2 threshold: a number, a raster path/URL, or dlr-europe")
     p.add_argument("--max-cloud-cover", type=float, default=80.0, help="percent")
+    p.add_argument("--worldcover", default=None, metavar="auto|PATH",
+                   help="ESA WorldCover (auto: from --catalog) or a WorldCover raster: "
+                        "built-up and water never bare, MASK 3")
     p.add_argument("--overwrite", action="store_true", help="replace an existing store")
     storage_args(p)
     cluster_arg(p)
@@ -54,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
     items = search(args.aoi, args.time, catalog=args.catalog,
                    max_cloud_cover=args.max_cloud_cover)
     cube = load_s2(items, resolution=args.resolution, crs=args.crs)
-    products = scmap.composite(cube, threshold_arg(args.threshold), by=args.by)
+    products = scmap.composite(cube, threshold_arg(args.threshold), by=args.by,
+                               worldcover=args.worldcover, worldcover_catalog=args.catalog)
     print(f"{len(items)} items -> cube {dict(cube.sizes)}; writing {args.out}")
     info = store.write(products, args.out, mode=write_mode(args), progress=True,
                        zarr_format=args.zarr_format,

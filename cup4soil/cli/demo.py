@@ -1,8 +1,10 @@
 """``cup4soil demo``: the whole chain offline on the built-in sample archive.
 
 :func:`run_demo` is the library function: sample archive -> search -> cube -> valid pixel
-count -> SCMaP composites -> soil samples -> QRF -> SOC map with its 90 % interval ->
-accuracy against the hidden truth, returning a :class:`DemoReport`. The command prints it.
+count -> SCMaP composites (WorldCover from the archive) -> covariate set 3 (terrain, land
+cover, Sentinel-1, SRC/MREF mosaic) -> soil samples -> QRF on set 3 -> SOC map with its 90 %
+interval -> accuracy against the hidden truth, returning a :class:`DemoReport`. The command
+prints it.
 """
 
 from __future__ import annotations
@@ -76,8 +78,10 @@ class DemoReport:
         Fractions of pixels with MASK 1 (bare soil) and 2 (permanently vegetated).
     median_bsf
         Median bare-soil frequency.
+    covariates_url
+        The Zarr store of covariate set 3.
     n_features
-        SRC bands the SOC model uses.
+        Covariate layers (of set 3) the SOC model uses.
     folds
         The cross-validation scheme, as the model card states it.
     cv
@@ -111,6 +115,7 @@ class DemoReport:
     bare_fraction: float
     vegetated_fraction: float
     median_bsf: float
+    covariates_url: str
     n_features: int
     folds: str
     cv: Metrics
@@ -137,7 +142,10 @@ class DemoReport:
             f"  SCMaP      : {self.scmap_url} (threshold {self.threshold}); bare soil "
             f"{self.bare_fraction:.0%}, permanently vegetated {self.vegetated_fraction:.0%} "
             f"of pixels; median BSF {self.median_bsf:.2f}",
-            f"  SOC model  : QRF on {self.n_features} SRC bands from {self.cv.n} samples; "
+            f"  covariates : {self.covariates_url} (set 3: terrain, land cover, Sentinel-1, "
+            "SRC/MREF mosaic)",
+            f"  SOC model  : QRF on {self.n_features} covariates of set 3 from {self.cv.n} "
+            "samples; "
             f"CV ({self.folds}) MEC {self.cv.mec:.2f}, RMSE {self.cv.rmse:.1f} dg/kg, "
             f"PICP90 {self.cv.picp90:.2f}",
             f"  SOC map    : {self.soc_url}; median {self.soc_median:.0f} dg/kg, median 90 % "
@@ -171,7 +179,8 @@ def run_demo(
     ----------
     out
         Output folder: the sample archive, ``demo.zarr`` (valid pixel count),
-        ``scmap.zarr``, ``soc.zarr``, ``soil-samples.csv``, ``soc-model/`` and quicklooks.
+        ``scmap.zarr``, ``covariates.zarr`` (set 3), ``soc.zarr``, ``soil-samples.csv``,
+        ``soc-model/`` and quicklooks.
     size
         Side of the sample area, 10 m pixels.
     scenes_per_year
@@ -189,7 +198,7 @@ def run_demo(
     """
     import numpy as np
 
-    from .. import load_s2, masks, models, quicklook, scmap, search, store
+    from .. import covariates, load_s2, masks, models, quicklook, scmap, search, store
     from ..sample import make_catalog
 
     folder = Path(out).expanduser().resolve()
@@ -227,22 +236,31 @@ def run_demo(
     # SCMaP composites; the sample area lies in the Oderbruch, inside DLR's threshold raster,
     # but the demo runs offline: it uses the raster's value there unless one is configured.
     threshold: float | str = "dlr-europe" if os.environ.get(scmap.THRESHOLD_ENV) else 0.137
-    # ESA WorldCover's role is played by the sample's land-cover truth: lake and village out.
-    worldcover = sample.truth_on("worldcover", cube.odc.geobox)
-    comp = scmap.composite(cube, threshold, worldcover=worldcover)
+    # ESA WorldCover from the archive's esa-worldcover collection: lake and village out.
+    comp = scmap.composite(cube, threshold, worldcover="auto",
+                           worldcover_catalog=sample.catalog)
     comp_info = store.write(comp, str(folder / "scmap.zarr"), mode="w",
-                       zarr_format=zarr_format)
+                            zarr_format=zarr_format)
     composite_ds = store.open(comp_info.url).load()
     pngs = quicklook.product(composite_ds, folder / "scmap")
     t = step("SCMaP composite + write", t)
 
-    # Soil samples from the hidden SOC, a QRF on the SRC bands, the map with its interval.
+    # CUP4SOIL's covariate set 3 on the composite's grid, from the same archive.
+    cov = covariates.stack(composite_ds, set=3, catalog=sample.catalog)
+    cov_info = store.write(cov, str(folder / "covariates.zarr"), mode="w",
+                           zarr_format=zarr_format)
+    # In the stack's order: the forest's draws follow the feature order, and a store lists
+    # its variables in no fixed order.
+    cov_ds = store.open(cov_info.url)[list(cov.data_vars)].load()
+    t = step("covariates (set 3) + write", t)
+
+    # Soil samples from the hidden truth, a QRF on set 3, the map with its interval.
     samples = sample.soil_samples(150, seed=seed)
     samples.to_csv(folder / "soil-samples.csv", index=False)
-    model = models.train(samples, "soc", covariates=composite_ds[["SRC"]], folds="400 m",
+    model = models.train(samples, "soc", covariates=cov_ds, folds="400 m",
                          crs=sample.crs, missing="drop", random_state=seed)
     model.save(folder / "soc-model", overwrite=True)
-    soc_map = model.predict(composite_ds[["SRC"]])
+    soc_map = model.predict(cov_ds)
     soc_map["soc_piw90"] = soc_map.soc_q95 - soc_map.soc_q05
     soc_map["soc_piw90"].attrs = {"long_name": "width of the 90 % prediction interval",
                                   "units": model.units}
@@ -254,7 +272,8 @@ def run_demo(
     col, row = ~gbox.affine * (samples.x.to_numpy(), samples.y.to_numpy())
     sampled = np.zeros(gbox.shape, bool)
     sampled[row.astype(int), col.astype(int)] = True
-    held = np.isfinite(soc_ds.soc.values) & (worldcover.values == 40) & ~sampled
+    cropland = sample.truth_on("worldcover", gbox).values == 40
+    held = np.isfinite(soc_ds.soc.values) & cropland & ~sampled
     acc = models.cv_metrics(truth[held], soc_ds.soc.values[held], soc_ds.soc_q05.values[held],
                             soc_ds.soc_q95.values[held])
     pngs += quicklook.product(soc_ds, folder / "soc")  # the SOC median and interval width
@@ -280,6 +299,7 @@ def run_demo(
         bare_fraction=float((mask == 1).mean()),
         vegetated_fraction=float((mask == 2).mean()),
         median_bsf=float(np.nanmedian(composite_ds.BSF.values)),
+        covariates_url=str(cov_info.url),
         n_features=len(model.features),
         folds=str(model.card["folds"]),
         cv=_metrics(model.cv),
@@ -299,11 +319,12 @@ def register(sub: Subparsers) -> None:
         "demo", help="run the chain offline on the built-in sample catalog",
         description="Run the whole chain offline on a synthetic Sentinel-2 archive over the "
                     "Oderbruch: make the sample catalog, search it, build the cube, compute "
-                    "the valid pixel count and the SCMaP bare-soil composites, draw soil "
-                    "samples from the hidden SOC, train a quantile regression forest with "
-                    "spatial cross-validation, map SOC with its 90 % interval, report its "
-                    "accuracy against the hidden truth, and write Zarr stores and quicklook "
-                    "PNGs into --out.",
+                    "the valid pixel count and the SCMaP bare-soil composites, build covariate "
+                    "set 3 (terrain, WorldCover, Sentinel-1 statistics, the composites), "
+                    "draw soil samples from the hidden truth, train a quantile regression "
+                    "forest with spatial cross-validation, map SOC with its 90 % interval, "
+                    "report its accuracy against the hidden truth, and write Zarr stores and "
+                    "quicklook PNGs into --out.",
     )
     p.add_argument("--out", default="cup4soil-demo", help="output folder (default: %(default)s)")
     p.add_argument("--size", type=int, default=200, help="side of the area, 10 m pixels")

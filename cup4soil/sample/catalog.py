@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,9 @@ __all__ = ["SampleCatalog"]
 
 #: Truth rasters of archives whose ``truth.json`` predates its ``layers`` table.
 _DEFAULT_LAYERS = {"soc": "average", "worldcover": "nearest", "fields": "nearest"}
+#: Soil properties of the samples besides SOC: truth units -> SoilGrids mapped units.
+_MAPPED = {"nitrogen": 100.0, "phh2o": 10.0, "bdod": 100.0, "clay": 10.0, "silt": 10.0,
+           "sand": 10.0}
 
 
 @dataclass(frozen=True)
@@ -36,9 +40,12 @@ class SampleCatalog:
     crs
         CRS of the rasters (``"EPSG:32633"``).
     n_items
-        Number of STAC items (scenes, including the duplicate delivery).
+        Number of Sentinel-2 STAC items (scenes, including the duplicate delivery).
     time_range
         The archive's years as a search time range (``"2018/2022"``).
+    collections
+        Items per collection of the catalog (``sentinel-2-l2a``, ``sentinel-1-rtc``,
+        ``cop-dem-glo-30``, ``esa-worldcover``).
     """
 
     root: Path
@@ -46,6 +53,7 @@ class SampleCatalog:
     crs: str
     n_items: int
     time_range: str
+    collections: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def catalog(self) -> Path:
@@ -70,10 +78,14 @@ class SampleCatalog:
         return {name: str(spec["resampling"]) for name, spec in layers.items()}
 
     def truth_on(self, name: str, geobox: Any) -> xr.DataArray:
-        """A truth raster (``"soc"``, ``"worldcover"`` or ``"fields"``) on another grid.
+        """A truth raster on another grid: a soil property (``"soc"`` %, ``"nitrogen"``
+        g/kg, ``"phh2o"`` pH, ``"bdod"`` kg/dm³, ``"clay"``/``"silt"``/``"sand"`` %), the
+        ``"elevation"`` (m), or a categorical layer (``"worldcover"``, ``"fields"``,
+        ``"management"``).
 
-        SOC (percent) is averaged; the categorical rasters are resampled by nearest
-        neighbour (0 outside the sample area).
+        Continuous layers are averaged; the categorical ones are resampled by nearest
+        neighbour (0 outside the sample area). The result's ``units`` attribute says the
+        layer's units.
 
         Parameters
         ----------
@@ -96,18 +108,23 @@ class SampleCatalog:
         with rasterio.open(self.truth_dir / f"{name}.tif") as src:
             data = src.read(1)
             grid = GeoBox(src.shape, src.transform, src.crs)
+            tags = src.tags(1)
         if grid.crs is None:
             raise SampleError(f"the truth raster {name}.tif in {self.truth_dir} has no CRS. "
                               "Make the archive again with make_catalog(..., overwrite=True).")
         da = assign_crs(xr.DataArray(data, dims=("y", "x"), coords=xr_coords(grid)), grid.crs)
+        attrs = {k: tags[k] for k in ("units", "long_name") if k in tags}
         if layers[name] == "average":
             out: xr.DataArray = da.odc.reproject(geobox, resampling="average").load()
+            out.attrs.update(attrs)
             return out
         out = da.odc.reproject(geobox, resampling="nearest", dst_nodata=0).load()
-        return out.astype(data.dtype).rename(name)
+        out = out.astype(data.dtype).rename(name)
+        out.attrs.update(attrs)
+        return out
 
     def soil_samples(self, n: int = 150, *, seed: int = 0, margin_m: float = 20.0) -> pd.DataFrame:
-        """Topsoil samples drawn from the hidden SOC, as a field campaign would take them.
+        """Topsoil samples drawn from the hidden truth, as a field campaign would take them.
 
         Points sit on cropland (WorldCover 40), at least ``margin_m`` inside a field, and
         are jittered within their truth pixel.
@@ -124,8 +141,12 @@ class SampleCatalog:
         Returns
         -------
         pandas.DataFrame
-            ``x``, ``y`` (metres, in :attr:`crs`), ``soc`` (dg/kg, SoilGrids units) and
-            ``field``.
+            ``x``, ``y`` (metres, in :attr:`crs`), ``soc`` (dg/kg), ``field``, and -- where
+            the archive has them -- ``nitrogen`` (cg/kg), ``phh2o`` (pH×10), ``bdod``
+            (cg/cm³), ``clay``, ``silt``, ``sand`` (g/kg): each property in SoilGrids' mapped
+            units under its SoilGrids name, rounded like SoilGrids' integers (texture
+            rounded so that the three sum to 1000 g/kg). The points do not depend on the
+            properties: ``x``, ``y``, ``soc`` and ``field`` are as before they existed.
         """
         import pandas as pd
         from scipy.ndimage import binary_erosion
@@ -147,6 +168,17 @@ class SampleCatalog:
         pick = rng.choice(rows.size, size=min(n, rows.size), replace=False)
         jitter = rng.uniform(0.05, 0.95, size=(pick.size, 2))
         xs, ys = transform * (cols[pick] + jitter[:, 0], rows[pick] + jitter[:, 1])
-        return pd.DataFrame({"x": np.asarray(xs), "y": np.asarray(ys),
-                             "soc": np.round(soc[rows[pick], cols[pick]] * 100.0, 1),
-                             "field": fields[rows[pick], cols[pick]]})
+        table = pd.DataFrame({"x": np.asarray(xs), "y": np.asarray(ys),
+                              "soc": np.round(soc[rows[pick], cols[pick]] * 100.0, 1),
+                              "field": fields[rows[pick], cols[pick]]})
+        at = (rows[pick], cols[pick])
+        for name, factor in _MAPPED.items():
+            path = self.truth_dir / f"{name}.tif"
+            if not path.is_file():  # an archive from before issue 13
+                continue
+            with rasterio.open(path) as src:
+                table[name] = np.round(src.read(1).astype(np.float64)[at] * factor)
+        if {"clay", "silt", "sand"} <= set(table.columns):
+            # Rounded parts of a whole: sand takes the rounding, texture sums to 1000 g/kg.
+            table["sand"] = 1000.0 - table["clay"] - table["silt"]
+        return table

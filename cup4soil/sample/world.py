@@ -286,7 +286,10 @@ class World:
         rng = draws("soc")
         # SOC %, lognormal around 1.3 % with a smooth spatial pattern (darker soils wetter,
         # richer).
-        z = 0.8 * smooth_noise(rng, (n, n), n / 10) + 0.2 * smooth_noise(rng, (n, n), n / 40)
+        z1 = smooth_noise(rng, (n, n), n / 10)
+        z = 0.8 * z1 + 0.2 * smooth_noise(rng, (n, n), n / 40)
+        #: The large-scale part of SOC's hidden field (unit variance): depressions follow it.
+        self.soc_latent: FloatArray = z1
         #: Topsoil SOC, percent by mass.
         self.soc = np.clip(np.exp(np.log(1.3) + 0.45 * z), 0.4, 5.0).astype(np.float32)
         soil = SOIL_A[:, None, None] + SOIL_C[:, None, None] * np.log(self.soc)[None]
@@ -301,6 +304,23 @@ class World:
             start = int(rng.integers(len(CROPS)))
             self.crop[f] = {y: CROPS[(start + y - y0) % len(CROPS)] for y in range(y0, y1 + 1)}
             self.jitter[f] = float(rng.uniform(-10, 10))
+        # Relief and the rest of the topsoil (issue 13), each from its own streams: the
+        # draws above, and every Sentinel-2 scene, are as before.
+        from .soil import make_soil
+        from .terrain import make_relief
+
+        #: Elevation and its parts on the area plus a margin (the DEM is written from it).
+        self.relief = make_relief(self.grid, z1, draws)
+        #: Management, N, pH, bulk density and texture.
+        self.topsoil = make_soil(
+            soc=self.soc, soc_latent=z1, channel=self.relief.area(self.relief.channel),
+            plateau=self.relief.area(self.relief.plateau), cover=self.cover,
+            fields=self.fields, field_class=self.field_class, draws=draws)
+
+    @property
+    def cropland(self) -> npt.NDArray[np.bool_]:
+        """Pixels of cropland fields."""
+        return np.asarray((self.cover == WC_CROP) & (self.fields > 0))
 
     @property
     def size(self) -> int:
@@ -309,6 +329,12 @@ class World:
 
     def truth_layers(self) -> dict[str, TruthLayer]:
         """The truth rasters, by name (the file is ``truth/<name>.tif``)."""
+        soil = self.topsoil
+
+        def prop(data: FloatArray, what: str, units: str, long_name: str) -> TruthLayer:
+            return TruthLayer(data.astype(np.float32), what, resampling="average", nodata=None,
+                              tags=(("units", units), ("long_name", long_name)))
+
         return {
             "worldcover": TruthLayer(self.cover, "ESA WorldCover classes"),
             "fields": TruthLayer(self.fields, "field id, 0 = not a field"),
@@ -316,13 +342,34 @@ class World:
                 self.soc, "SOC, percent by mass; dg/kg = 100 x percent", resampling="average",
                 nodata=None,
                 tags=(("units", "percent"), ("long_name", "soil organic carbon, 0-30 cm"))),
+            "nitrogen": prop(soil.nitrogen, "total N, g/kg; cg/kg = 100 x g/kg", "g/kg",
+                             "total nitrogen, 0-30 cm"),
+            "phh2o": prop(soil.phh2o, "pH in water; SoilGrids pH*10 = 10 x pH", "pH",
+                          "pH in water, 0-30 cm"),
+            "bdod": prop(soil.bdod, "bulk density, kg/dm3; cg/cm3 = 100 x kg/dm3", "kg/dm3",
+                         "bulk density of the fine earth, 0-30 cm"),
+            "clay": prop(soil.clay, "clay, percent by mass; g/kg = 10 x percent", "percent",
+                         "clay content, 0-30 cm"),
+            "silt": prop(soil.silt, "silt, percent by mass; g/kg = 10 x percent", "percent",
+                         "silt content, 0-30 cm"),
+            "sand": prop(soil.sand, "sand, percent by mass; g/kg = 10 x percent", "percent",
+                         "sand content, 0-30 cm"),
+            "elevation": prop(self.relief.area(self.relief.elevation),
+                              "terrain height, metres above the geoid", "m", "elevation"),
+            "management": TruthLayer(
+                self.cropland.astype(np.uint8)
+                + (self.cropland & soil.management[self.fields]).astype(np.uint8),
+                "tillage: 1 conventional, 2 conservation, 0 not cropland"),
         }
 
     def truth_doc(self) -> dict[str, Any]:
-        """The non-raster truth: crop per field and year, class per field."""
+        """The non-raster truth: crop per field and year, class and tillage per field."""
         return {
             "crops": {str(f): {str(y): c for y, c in v.items()} for f, v in self.crop.items()},
             "field_class": {str(f): int(self.field_class[f]) for f in self.crop},
+            "management": {str(f): ("conservation" if self.topsoil.management[f]
+                                    else "conventional")
+                           for f in self.crop if self.field_class[f] == WC_CROP},
         }
 
     def ground(self, when: dt.datetime) -> GroundState:

@@ -14,6 +14,7 @@ what a block task reads through in :mod:`cup4soil.cube.windows`.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
@@ -22,6 +23,7 @@ import numpy as np
 import xarray as xr
 from odc.geo.geobox import GeoBox
 
+from ..covariates.landcover import worldcover_for
 from ..cube.windows import FlatGraph
 from ..errors import BandError, ParameterError, ThresholdError
 from ..sources.resources import DLR_THRESHOLD_URL, THRESHOLD_ENV
@@ -121,7 +123,8 @@ def composite(
     cube: xr.Dataset,
     threshold: ThresholdLike = "dlr-europe",
     *,
-    worldcover: xr.DataArray | None = None,
+    worldcover: xr.DataArray | str | os.PathLike[str] | None = None,
+    worldcover_catalog: str | os.PathLike[str] = "planetary-computer",
     nmad_sigma: float = 3.0,
     mref_nmad_sigma: float = 4.0,
     min_bare: int = 3,
@@ -146,7 +149,12 @@ def composite(
         by ``$CUP4SOIL_DLR_THRESHOLD``). Rasters are resampled bilinearly onto the cube grid.
     worldcover
         ESA WorldCover classes on the cube grid: built-up (50) and water (80) are never bare;
-        classes 0, 50, 70, 80, 90, 95 are MASK = 3.
+        classes 0, 50, 70, 80, 90, 95 are MASK = 3. ``"auto"``: ESA WorldCover 2021 from
+        ``worldcover_catalog``, put on the cube's grid (:func:`cup4soil.covariates.worldcover`);
+        a path or URL: that WorldCover raster, reprojected by mode/nearest.
+    worldcover_catalog
+        Where ``worldcover="auto"`` finds ESA WorldCover (a named catalog or the path/URL of
+        a static catalog, e.g. the sample archive's).
     nmad_sigma, mref_nmad_sigma
         Outlier factor of the NMAD test on B02 for the bare (SRC) and valid (MREF) sets.
     min_bare
@@ -203,7 +211,7 @@ def composite(
         products=chosen,
     )
     thr = as_threshold(threshold, geobox)
-    wc = _check_worldcover(worldcover, cube)
+    wc = _check_worldcover(worldcover, cube, worldcover_catalog)
 
     if by == "year" and not cube.indexes["time"].is_monotonic_increasing:
         cube = cube.sortby("time")
@@ -234,6 +242,8 @@ def composite(
         "n_scenes": int(cube.sizes["time"]),
         "by": by or "none",
         "worldcover": worldcover is not None,
+        **({"worldcover_source": str(wc.attrs["source"])} if wc is not None
+           and "source" in wc.attrs else {}),
         **{k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(params).items()},
         "buffer_m": buffer_m,
         "std_convention": "sample (n - 1), as openEO's sd",
@@ -245,9 +255,14 @@ def composite(
     return out
 
 
-def _check_worldcover(worldcover: xr.DataArray | None, cube: xr.Dataset) -> xr.DataArray | None:
+def _check_worldcover(worldcover: xr.DataArray | str | os.PathLike[str] | None, cube: xr.Dataset,
+                      catalog: str | os.PathLike[str] = "planetary-computer",
+                      ) -> xr.DataArray | None:
     if worldcover is None:
         return None
+    if isinstance(worldcover, (str, os.PathLike)):
+        # Land cover is an SCMaP input: built here, lazily, on the cube's grid.
+        return worldcover_for(worldcover, cube.odc.geobox, catalog=catalog)
     if not isinstance(worldcover, xr.DataArray) or worldcover.dims != ("y", "x"):
         raise ParameterError("worldcover must be a (y, x) DataArray of ESA WorldCover classes.")
     if not on_grid(worldcover, cube.odc.geobox):

@@ -22,7 +22,7 @@ import pystac
 import shapely.geometry
 from shapely.geometry.base import BaseGeometry
 
-from ..errors import AOIError, CatalogError, NoItemsError, ParameterError
+from ..errors import AOIError, BandError, CatalogError, NoItemsError, ParameterError
 from . import sentinel2 as _s2meta
 from .aoi import AOILike, TimeLike, format_time_range, parse_aoi, parse_time
 
@@ -325,9 +325,9 @@ def _check_api_coverage(
 # ------------------------------------------------------------------------------ static catalogs
 
 
-def _read_json(href: str) -> dict[str, Any]:
+def _read_json(href: str) -> Any:
     try:
-        return pystac.StacIO.default().read_json(href)
+        return json.loads(pystac.StacIO.default().read_text(href))
     except (OSError, json.JSONDecodeError, ValueError) as exc:
         raise CatalogError(
             f"could not read a STAC document at {href} ({type(exc).__name__}: {exc}). Give the "
@@ -351,6 +351,11 @@ def _static_items(target: str) -> list[pystac.Item]:
                 )
         href = str(path)
     doc = _read_json(href)
+    if isinstance(doc, list):
+        # A plain JSON list of items (how stac-geoparquet and some exports write them).
+        doc = {"type": "FeatureCollection", "features": doc}
+    if not isinstance(doc, dict):
+        raise CatalogError(f"{href} is not a STAC document (a JSON {type(doc).__name__}).")
     kind = doc.get("type")
     if kind == "FeatureCollection":
         collection = pystac.ItemCollection.from_dict(doc, preserve_dict=False)
@@ -421,6 +426,23 @@ def _filter(
     return out
 
 
+def _sentinel2_if_mixed(items: list[pystac.Item]) -> list[pystac.Item]:
+    """The Sentinel-2 L2A items of a static catalog that also holds other collections
+    (Sentinel-1, a DEM, land cover: the sample archive), as ``collections=None`` means the
+    catalog's Sentinel-2 L2A; a catalog of one kind is returned whole."""
+    def is_s2(item: pystac.Item) -> bool:
+        try:
+            _s2meta.asset_key(item, "B04")
+        except BandError:
+            return False
+        return True
+
+    flags = [is_s2(it) for it in items]
+    if all(flags) or not any(flags):
+        return items
+    return [it for it, s2 in zip(items, flags, strict=True) if s2]
+
+
 def _search_static(
     target: str,
     geom: BaseGeometry,
@@ -439,6 +461,8 @@ def _search_static(
             f"the AOI ({_fmt_bounds(geom)}) lies outside the coverage of the catalog at "
             f"{target} ({_fmt_bounds(cover)}). Choose an AOI inside it."
         )
+    if collections is None:
+        items = _sentinel2_if_mixed(items)
     found = _filter(
         items, geom, start, end, collections=collections, max_cloud_cover=max_cloud_cover
     )

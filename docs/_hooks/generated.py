@@ -42,9 +42,14 @@ def cli_markdown() -> str:
         parser = build_parser()
         out = ["## cup4soil", "", parser.description or "", "",
                "```text", parser.format_help().rstrip(), "```", ""]
-        for name, sub in _subcommands(parser).items():
-            out += [f"## cup4soil {name}", "", _rst_to_md(sub.description or ""), "",
-                    "```text", sub.format_help().rstrip(), "```", ""]
+
+        def commands(p: argparse.ArgumentParser, prefix: str) -> None:
+            for name, sub in _subcommands(p).items():  # nested groups too: openeo export
+                out.extend([f"## {prefix} {name}", "", _rst_to_md(sub.description or ""), "",
+                            "```text", sub.format_help().rstrip(), "```", ""])
+                commands(sub, f"{prefix} {name}")
+
+        commands(parser, "cup4soil")
     finally:
         if old is None:
             os.environ.pop("COLUMNS", None)
