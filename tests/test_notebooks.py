@@ -93,4 +93,14 @@ def _bare_soil(text: str) -> None:
     assert any(int(k) > 0 for k, _ in counts)
 
 
-CHECKS = {"01-quickstart": _quickstart, "02-oderbruch-bare-soil": _bare_soil}
+def _soil_maps(text: str) -> None:
+    # the table of the three sets
+    set1, set2, set3 = map(float, re.search(r"^soc\s+(-?[\d.]+)\s+(-?[\d.]+)\s+(-?[\d.]+)$",
+                                            text, re.M).groups())
+    assert max(set2, set3) > set1 + 0.2  # reflectance carries SOC: sets 2/3 beat set 1
+    assert 20 < float(re.search(r"median SOC stock: ([\d.]+) t/ha", text).group(1)) < 200
+    assert 0.5 < float(re.search(r"PICP90\s+([\d.]+)", text).group(1)) <= 1
+
+
+CHECKS = {"01-quickstart": _quickstart, "02-oderbruch-bare-soil": _bare_soil,
+          "03-soil-maps": _soil_maps}
