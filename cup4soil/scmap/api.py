@@ -28,6 +28,7 @@ from ..cube.windows import FlatGraph
 from ..errors import BandError, ParameterError, ThresholdError
 from ..sources.resources import DLR_THRESHOLD_URL, THRESHOLD_ENV
 from ..sources.sentinel2 import REFLECTANCE_BANDS, SCL
+from . import block_kernels as _bk
 from . import kernels as _kernels
 from . import masks as _masks
 from .engine import BAND_PRODUCTS, Params
@@ -186,6 +187,12 @@ def composite(
         raise ParameterError(
             "the cube has one time step; SCMaP composites a time series. Search a longer "
             "time range (DLR uses five years)."
+        )
+    if cube.sizes["time"] > _bk.MAX_OBSERVATIONS:
+        raise ParameterError(
+            f"the cube has {cube.sizes['time']} time steps; a composite counts at most "
+            f"{_bk.MAX_OBSERVATIONS} observations per pixel (VPC is uint16). Composite "
+            "shorter time ranges (by='year') and combine them."
         )
     nmad_sigma = _check_param("nmad_sigma", nmad_sigma)
     mref_nmad_sigma = _check_param("mref_nmad_sigma", mref_nmad_sigma)
