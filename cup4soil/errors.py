@@ -228,38 +228,65 @@ class Cup4SoilError(Exception):
 
 
 class ParameterError(Cup4SoilError, ValueError):
-    """An option has an impossible value (negative resolution, unknown engine, ...)."""
+    """An option has an impossible value (negative resolution, unknown engine, ...).
+
+    Fix: the message names the option and the values it accepts; pass one of them.
+    """
 
 
 class CatalogError(Cup4SoilError):
-    """The catalog is unknown, unreachable or not a STAC catalog."""
+    """The catalog is unknown, unreachable or not a STAC catalog.
+
+    Fix: use a named catalog (``"planetary-computer"``, ``"earth-search"``, ``"cdse"``), the
+    URL of a STAC API or the path of a static ``catalog.json``; check the network.
+    """
 
 
 class AOIError(Cup4SoilError, ValueError):
-    """The area of interest is not a geometry, is empty, or lies outside the catalog."""
+    """The area of interest is not a geometry, is empty, or lies outside the catalog.
+
+    Fix: pass a bbox ``(west, south, east, north)`` in degrees, a GeoJSON geometry or file,
+    or a known name such as ``"oderbruch"``.
+    """
 
 
 class TimeRangeError(Cup4SoilError, ValueError):
-    """The time range is malformed or reversed."""
+    """The time range is malformed or reversed.
+
+    Fix: ``"2018/2022"``, ``"2021-03-01/2021-10-31"`` or a pair of dates, start first.
+    """
 
 
 class NoItemsError(Cup4SoilError):
-    """A search found nothing, or a cube was asked for from an empty item list."""
+    """A search found nothing, or a cube was asked for from an empty item list.
+
+    Fix: widen the time range or the AOI, raise ``max_cloud_cover``, or check the collection.
+    """
 
 
 class BandError(Cup4SoilError, KeyError):
-    """A band is unknown to cup4soil or missing from an item."""
+    """A band is unknown to cup4soil or missing from an item.
+
+    Fix: use Sentinel-2 band names (``B02`` ... ``B12``, ``SCL``) or their common aliases
+    (``red``, ``nir``, ``swir16``); the message lists what the item has.
+    """
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0])
 
 
 class CRSError(Cup4SoilError, ValueError):
-    """The output coordinate reference system cannot be decided or is invalid."""
+    """The output coordinate reference system cannot be decided or is invalid.
+
+    Fix: pass ``crs="EPSG:32633"`` (``--crs``) or another projected CRS in metres.
+    """
 
 
 class AssetReadError(Cup4SoilError, OSError):
     """A raster asset could not be read at compute time.
+
+    Fix: check that the file exists and is reachable from every Dask worker; for Planetary
+    Computer assets, search again to get freshly signed URLs.
 
     Parameters
     ----------
@@ -284,28 +311,50 @@ class AssetReadError(Cup4SoilError, OSError):
 
 
 class ThresholdError(Cup4SoilError, ValueError):
-    """The PVIR2 threshold cannot be fetched or read, or does not cover the cube."""
+    """The PVIR2 threshold cannot be fetched or read, or does not cover the cube.
+
+    Fix: offline, set ``CUP4SOIL_DLR_THRESHOLD`` to a local copy of DLR's raster, or pass a
+    number or your own raster; outside Europe, DLR's raster has no value: pass a number.
+    """
 
 
 class SampleError(Cup4SoilError, ValueError):
     """Soil samples cannot be used as given: missing or non-numeric target, too few rows,
-    unusable features, coordinates without a CRS, points off the covariate grid."""
+    unusable features, coordinates without a CRS, points off the covariate grid.
+
+    Fix: see the samples file template (the site's "Your own samples"): a numeric target
+    column, ``x``/``y`` or ``lon``/``lat`` columns or a geometry, and the CRS (``crs=``).
+    """
 
 
 class CovariateError(Cup4SoilError, ValueError):
-    """Covariates do not match what a model was trained on (names, order, grid)."""
+    """Covariates do not match what a model was trained on (names, order, grid).
+
+    Fix: predict on the covariates the model card lists, built on one grid.
+    """
 
 
 class ModelError(Cup4SoilError):
-    """A saved model cannot be loaded: missing files or an incompatible format/version."""
+    """A saved model cannot be loaded: missing files or an incompatible format/version.
+
+    Fix: point at the folder ``SoilModel.save`` wrote, or train the model again with this
+    version.
+    """
 
 
 class IncompleteProductError(Cup4SoilError):
-    """A product was opened whose writing never finished (no completion marker)."""
+    """A product was opened whose writing never finished (no completion marker).
+
+    Fix: rerun the command that wrote it with ``--resume`` (``mode="resume"``); it writes
+    only the missing regions.
+    """
 
 
 class StoreError(Cup4SoilError, OSError):
     """Storage failed permanently (after retries) for an object of a product.
+
+    Fix: the message says what (``hint``); usually check the endpoint, the bucket and its
+    permissions, then rerun with ``--resume`` to keep the regions already written.
 
     Parameters
     ----------
@@ -331,7 +380,11 @@ class StoreError(Cup4SoilError, OSError):
 
 
 class ClusterError(Cup4SoilError):
-    """A Dask cluster cannot be reached, refuses the credentials, or lacks packages."""
+    """A Dask cluster cannot be reached, refuses the credentials, or lacks packages.
+
+    Fix: check the address and the gateway's ``auth``; install cup4soil in the workers'
+    image when the message names a missing package.
+    """
 
 
 class CollectionError(Cup4SoilError, ValueError):
@@ -356,17 +409,27 @@ class GridMismatchError(CovariateError):
 class NotAProductError(ParameterError):
     """The URL holds something that is not a cup4soil product: a file, a folder of other
     files, or a Zarr store another tool wrote. cup4soil neither opens it as a product nor
-    writes into it, and never deletes it."""
+    writes into it, and never deletes it.
+
+    Fix: choose another ``--out`` (an empty or new location).
+    """
 
 
 class ProductLockedError(Cup4SoilError):
     """Another writer holds the product's lease (it is being written right now), or took
-    it over while this write was running."""
+    it over while this write was running.
+
+    Fix: wait for the other writer to finish, or after a crash wait for its lease to expire
+    and ``--resume``.
+    """
 
 
 class StorageFullError(StoreError):
     """The disk or quota filled up while writing; the product is left incomplete and can be
-    resumed once space is freed."""
+    resumed once space is freed.
+
+    Fix: free space (or raise the quota) and rerun with ``--resume``.
+    """
 
 
 class OptionalDependencyError(Cup4SoilError, ImportError):

@@ -135,6 +135,18 @@ def test_unreachable_gateway(monkeypatch):
 
 
 @pytest.mark.slow
+def test_gateway_client_is_not_closed_again_at_exit(gateway):
+    """After ``cluster.close``, the Dask-Gateway cluster's own gateway client must not be
+    closed again by its ``__del__``, which runs at interpreter exit once the event loop has
+    stopped and used to print "Exception ignored in Gateway.__del__" with a traceback
+    after every test run."""
+    client = cluster.connect(gateway, workers=1, auth=_basic())
+    gateway_cluster = client.cluster
+    cluster.close(client)
+    gateway_cluster.gateway.__del__()  # what the interpreter does at exit: no error
+
+
+@pytest.mark.slow
 def test_unknown_cluster_option(gateway):
     with pytest.raises(ParameterError, match="not offered"):
         cluster.connect(gateway, workers=1, auth=_basic(), options={"gpus": 1})
