@@ -248,6 +248,20 @@ def test_dlr_threshold_is_fetched_once_into_the_cache(shared_data, serve_dir, tm
         scmap.threshold_on(gbox)
 
 
+def test_dlr_threshold_with_another_checksum_is_refused(serve_dir, tmp_path, monkeypatch):
+    other = tmp_path / "served"
+    other.mkdir()
+    (other / "th_S2_s2cr_buffered_cog.tif").write_bytes(b"not DLR's raster")
+    base = serve_dir(other)
+    monkeypatch.delenv(scmap.THRESHOLD_ENV, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(resources, "DLR_THRESHOLD_URL", f"{base}/th_S2_s2cr_buffered_cog.tif")
+    with pytest.raises(scmap.ThresholdError, match="not the one cup4soil was tested with"):
+        resources.dlr_threshold_path()
+    cache = tmp_path / "cache" / "cup4soil"
+    assert not cache.exists() or list(cache.iterdir()) == []  # nothing unverified is kept
+
+
 def test_offline_dlr_threshold_without_copy(cube, monkeypatch, tmp_path):
     monkeypatch.setenv(scmap.THRESHOLD_ENV, str(tmp_path / "missing.tif"))
     with pytest.raises(scmap.ThresholdError, match="does not name a file"):
