@@ -18,7 +18,19 @@ from __future__ import annotations
 
 import sys
 
-from . import covariates, cube, errors, models, openeo, products, runtime, sample, scmap, sources
+from . import (
+    covariates,
+    cube,
+    errors,
+    models,
+    openeo,
+    products,
+    runtime,
+    sample,
+    scmap,
+    soilmap,
+    sources,
+)
 from ._version import __version__
 from .cube import load_s2
 from .products import quicklook, store
@@ -33,6 +45,6 @@ for _name, _module in {"cluster": cluster, "masks": masks, "quicklook": quickloo
 
 __all__ = [
     "__version__", "cluster", "covariates", "cube", "errors", "load_s2", "masks", "models",
-    "openeo", "products", "quicklook", "runtime", "sample", "scmap", "search", "sources",
+    "openeo", "products", "quicklook", "runtime", "sample", "scmap", "search", "soilmap", "sources",
     "store",
 ]
