@@ -246,3 +246,22 @@ def test_stored_product_opens_with_a_fixed_variable_order(world, tmp_path):
     store.write(ds, url)
     orders = {tuple(store.open(url).data_vars) for _ in range(5)}
     assert orders == {("aa", "cov_a", "cov_b", "cov_c", "zz")}
+
+
+def test_compare_covariate_sets(world, tmp_path):
+    """The set that carries the soil's information wins by more than the folds' spread."""
+    cov, truth = world
+    t = _samples(truth)
+    sets = {1: cov[["cov_c"]], 2: cov[["cov_a", "cov_c"]], 3: cov}
+    png = tmp_path / "sets.png"
+    table = soilmap.compare(t, {"soc": "%", "phh2o": "pH"}, sets=(1, 2, 3), covariates=sets,
+                            folds="800 m", crs=CRS, plot=png, n_estimators=20)
+    assert list(table.index) == [(p, k) for p in ("soc", "phh2o") for k in (1, 2, 3)]
+    soc = table.loc["soc"]
+    assert soc.loc[3, "MEC"] - soc.loc[1, "MEC"] > soc.loc[3, "MEC_fold_sd"]
+    ph = table.loc["phh2o"]  # pH follows cov_b, only in set 3
+    assert ph.loc[3, "MEC"] - ph.loc[2, "MEC"] > ph.loc[3, "MEC_fold_sd"]
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert set(table.attrs["models"]) == {1, 2, 3}
+    with pytest.raises(ParameterError, match="covariate set 2"):
+        soilmap.compare(t, {"soc": "%"}, sets=(2,), covariates={1: cov}, crs=CRS)
