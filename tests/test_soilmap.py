@@ -265,3 +265,16 @@ def test_compare_covariate_sets(world, tmp_path):
     assert set(table.attrs["models"]) == {1, 2, 3}
     with pytest.raises(ParameterError, match="covariate set 2"):
         soilmap.compare(t, {"soc": "%"}, sets=(2,), covariates={1: cov}, crs=CRS)
+
+
+def test_validate_at_independent_points(trained, world):
+    model, _ = trained
+    cov, truth = world
+    maps = model.predict(cov, chunks=40)
+    held = _samples(truth, n=60, seed=9)  # other points, same truth
+    metrics, table = soilmap.validate(maps, held, "soc", unit="%", crs=CRS)
+    assert metrics["n"] == 60 and metrics["MEC"] > 0.8
+    np.testing.assert_allclose(table["observed"], held["soc"] * 100)
+    assert set(metrics) == {"MEC", "RMSE", "ME", "CCC", "PICP90", "n"}
+    with pytest.raises(SampleError, match="no column"):
+        soilmap.validate(maps, held.drop(columns="soc"), "soc", unit="%", crs=CRS)

@@ -13,6 +13,7 @@ from __future__ import annotations
 from .compare import compare, plot_compare
 from .indicators import awc, soc_stock
 from .maps import DEPTH, MIN_SAMPLES, QUANTILES, SoilMapModel, layer_name, train
+from .validation import validate
 
 __all__ = ["DEPTH", "MIN_SAMPLES", "QUANTILES", "SoilMapModel", "awc", "compare", "layer_name",
-           "plot_compare", "soc_stock", "train"]
+           "plot_compare", "soc_stock", "train", "validate"]
