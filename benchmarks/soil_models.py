@@ -4,8 +4,8 @@ LimeSoDa BB.250 and B.204 with the paper's 10 folds (all features but coordinate
 Meuse with spatially blocked folds (400 m) and random 10-fold. Prints MEC, RMSE, ME, CCC,
 PICP90 (after conformal calibration) and n in SoilGrids units (SOC dg/kg, pH x10, clay
 g/kg), beside PICP90 before calibration, the mean 90 % interval width before/after, and the
-published tuned-RF R² of the LimeSoDa paper (Schmidinger et al. 2025). Run: ``python benchmarks/soil_models.py``
-(``CUP4SOIL_SHARED_DATA`` if ``../shared/data`` is elsewhere).
+published tuned-RF R² of the LimeSoDa paper (Schmidinger et al. 2025). Run:
+``python benchmarks/soil_models.py`` (``CUP4SOIL_SHARED_DATA`` if ``../shared/data`` is elsewhere).
 """
 
 from __future__ import annotations
