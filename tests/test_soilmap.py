@@ -278,3 +278,30 @@ def test_validate_at_independent_points(trained, world):
     assert set(metrics) == {"MEC", "RMSE", "ME", "CCC", "PICP90", "n"}
     with pytest.raises(SampleError, match="no column"):
         soilmap.validate(maps, held.drop(columns="soc"), "soc", unit="%", crs=CRS)
+
+
+def test_map_and_compare_commands(world, tmp_path, capsys):
+    from cup4soil import store
+    from cup4soil.cli import main
+
+    cov, truth = world
+    cov_url = str(tmp_path / "cov.zarr")
+    store.write(cov.chunk({"y": 40, "x": 40}), cov_url)
+    t = _samples(truth)
+    t["SOC_target"] = t["soc"]
+    csv = tmp_path / "s.csv"
+    t.drop(columns=["soc"]).to_csv(csv, index=False)
+    out = str(tmp_path / "maps.zarr")
+    assert main(["map", "--samples", str(csv), "--property", "SOC_target:%", "--property",
+                 "phh2o:pH", "--covariates", cov_url, "--folds", "800 m", "--crs", CRS,
+                 "--out", out]) == 0
+    maps = store.open(out)
+    assert {"soc_0-30cm_Q0.5", "phh2o_0-30cm_uncertainty"} <= set(maps.data_vars)
+    assert maps.attrs["time_start"] == "2019-01-01T00:00:00"
+    assert "PICP90_before" in capsys.readouterr().out
+    assert main(["compare", "--samples", str(csv), "--property", "SOC_target:%",
+                 "--set", f"1={cov_url}", "--folds", "800 m", "--crs", CRS]) == 0
+    assert "MEC_fold_sd" in capsys.readouterr().out
+    assert main(["map", "--samples", str(csv), "--property", ":%", "--covariates", cov_url,
+                 "--out", str(tmp_path / "x.zarr")]) == 2
+    assert "COLUMN[:UNIT]" in capsys.readouterr().err
