@@ -13,3 +13,27 @@ from odc.loader._fuser import fuser_for_nodata
 from odc.loader._reader import resolve_dst_fill_value
 
 __all__ = ["fuser_for_nodata", "resolve_dst_fill_value"]
+
+
+def odc_cloud_defaults() -> dict[str, str]:
+    """odc-loader's GDAL options when nothing is configured (``GDAL_CLOUD_DEFAULTS``): the
+    cube's reader replaces their retry settings with its own (``cube/readers.py``)."""
+    from odc.loader._rio import GDAL_CLOUD_DEFAULTS
+
+    return dict(GDAL_CLOUD_DEFAULTS)
+
+
+__all__ += ["odc_cloud_defaults"]
+
+
+def stackstac_gdal_env(always: dict[str, str]) -> object:
+    """stackstac's default GDAL environment (``DEFAULT_GDAL_ENV``, a ``LayeredEnv`` whose
+    layers are private attributes) with ``always`` added to its base layer."""
+    from stackstac.rio_env import LayeredEnv
+    from stackstac.rio_reader import DEFAULT_GDAL_ENV as D
+
+    return LayeredEnv(always={**D._always, **always}, open=dict(D._open),
+                      open_vrt=dict(D._open_vrt), read=dict(D._read))
+
+
+__all__ += ["stackstac_gdal_env"]

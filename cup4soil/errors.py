@@ -228,38 +228,65 @@ class Cup4SoilError(Exception):
 
 
 class ParameterError(Cup4SoilError, ValueError):
-    """An option has an impossible value (negative resolution, unknown engine, ...)."""
+    """An option has an impossible value (negative resolution, unknown engine, ...).
+
+    Fix: the message names the option and the values it accepts; pass one of them.
+    """
 
 
 class CatalogError(Cup4SoilError):
-    """The catalog is unknown, unreachable or not a STAC catalog."""
+    """The catalog is unknown, unreachable or not a STAC catalog.
+
+    Fix: use a named catalog (``"planetary-computer"``, ``"earth-search"``, ``"cdse"``), the
+    URL of a STAC API or the path of a static ``catalog.json``; check the network.
+    """
 
 
 class AOIError(Cup4SoilError, ValueError):
-    """The area of interest is not a geometry, is empty, or lies outside the catalog."""
+    """The area of interest is not a geometry, is empty, or lies outside the catalog.
+
+    Fix: pass a bbox ``(west, south, east, north)`` in degrees, a GeoJSON geometry or file,
+    or a known name such as ``"oderbruch"``.
+    """
 
 
 class TimeRangeError(Cup4SoilError, ValueError):
-    """The time range is malformed or reversed."""
+    """The time range is malformed or reversed.
+
+    Fix: ``"2018/2022"``, ``"2021-03-01/2021-10-31"`` or a pair of dates, start first.
+    """
 
 
 class NoItemsError(Cup4SoilError):
-    """A search found nothing, or a cube was asked for from an empty item list."""
+    """A search found nothing, or a cube was asked for from an empty item list.
+
+    Fix: widen the time range or the AOI, raise ``max_cloud_cover``, or check the collection.
+    """
 
 
 class BandError(Cup4SoilError, KeyError):
-    """A band is unknown to cup4soil or missing from an item."""
+    """A band is unknown to cup4soil or missing from an item.
+
+    Fix: use Sentinel-2 band names (``B02`` ... ``B12``, ``SCL``) or their common aliases
+    (``red``, ``nir``, ``swir16``); the message lists what the item has.
+    """
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0])
 
 
 class CRSError(Cup4SoilError, ValueError):
-    """The output coordinate reference system cannot be decided or is invalid."""
+    """The output coordinate reference system cannot be decided or is invalid.
+
+    Fix: pass ``crs="EPSG:32633"`` (``--crs``) or another projected CRS in metres.
+    """
 
 
 class AssetReadError(Cup4SoilError, OSError):
     """A raster asset could not be read at compute time.
+
+    Fix: check that the file exists and is reachable from every Dask worker; for Planetary
+    Computer assets, search again to get freshly signed URLs.
 
     Parameters
     ----------
@@ -284,28 +311,50 @@ class AssetReadError(Cup4SoilError, OSError):
 
 
 class ThresholdError(Cup4SoilError, ValueError):
-    """The PVIR2 threshold cannot be fetched or read, or does not cover the cube."""
+    """The PVIR2 threshold cannot be fetched or read, or does not cover the cube.
+
+    Fix: offline, set ``CUP4SOIL_DLR_THRESHOLD`` to a local copy of DLR's raster, or pass a
+    number or your own raster; outside Europe, DLR's raster has no value: pass a number.
+    """
 
 
 class SampleError(Cup4SoilError, ValueError):
     """Soil samples cannot be used as given: missing or non-numeric target, too few rows,
-    unusable features, coordinates without a CRS, points off the covariate grid."""
+    unusable features, coordinates without a CRS, points off the covariate grid.
+
+    Fix: see the samples file template (the site's "Your own samples"): a numeric target
+    column, ``x``/``y`` or ``lon``/``lat`` columns or a geometry, and the CRS (``crs=``).
+    """
 
 
 class CovariateError(Cup4SoilError, ValueError):
-    """Covariates do not match what a model was trained on (names, order, grid)."""
+    """Covariates do not match what a model was trained on (names, order, grid).
+
+    Fix: predict on the covariates the model card lists, built on one grid.
+    """
 
 
 class ModelError(Cup4SoilError):
-    """A saved model cannot be loaded: missing files or an incompatible format/version."""
+    """A saved model cannot be loaded: missing files or an incompatible format/version.
+
+    Fix: point at the folder ``SoilModel.save`` wrote, or train the model again with this
+    version.
+    """
 
 
 class IncompleteProductError(Cup4SoilError):
-    """A product was opened whose writing never finished (no completion marker)."""
+    """A product was opened whose writing never finished (no completion marker).
+
+    Fix: rerun the command that wrote it with ``--resume`` (``mode="resume"``); it writes
+    only the missing regions.
+    """
 
 
 class StoreError(Cup4SoilError, OSError):
     """Storage failed permanently (after retries) for an object of a product.
+
+    Fix: the message says what (``hint``); usually check the endpoint, the bucket and its
+    permissions, then rerun with ``--resume`` to keep the regions already written.
 
     Parameters
     ----------
@@ -331,7 +380,11 @@ class StoreError(Cup4SoilError, OSError):
 
 
 class ClusterError(Cup4SoilError):
-    """A Dask cluster cannot be reached, refuses the credentials, or lacks packages."""
+    """A Dask cluster cannot be reached, refuses the credentials, or lacks packages.
+
+    Fix: check the address and the gateway's ``auth``; install cup4soil in the workers'
+    image when the message names a missing package.
+    """
 
 
 class CollectionError(Cup4SoilError, ValueError):
@@ -356,17 +409,27 @@ class GridMismatchError(CovariateError):
 class NotAProductError(ParameterError):
     """The URL holds something that is not a cup4soil product: a file, a folder of other
     files, or a Zarr store another tool wrote. cup4soil neither opens it as a product nor
-    writes into it, and never deletes it."""
+    writes into it, and never deletes it.
+
+    Fix: choose another ``--out`` (an empty or new location).
+    """
 
 
 class ProductLockedError(Cup4SoilError):
     """Another writer holds the product's lease (it is being written right now), or took
-    it over while this write was running."""
+    it over while this write was running.
+
+    Fix: wait for the other writer to finish, or after a crash wait for its lease to expire
+    and ``--resume``.
+    """
 
 
 class StorageFullError(StoreError):
     """The disk or quota filled up while writing; the product is left incomplete and can be
-    resumed once space is freed."""
+    resumed once space is freed.
+
+    Fix: free space (or raise the quota) and rerun with ``--resume``.
+    """
 
 
 class OptionalDependencyError(Cup4SoilError, ImportError):
@@ -383,7 +446,7 @@ class OptionalDependencyError(Cup4SoilError, ImportError):
     """
 
     def __init__(self, extra: str, what: str, missing: str) -> None:
-        self.extra, self.what, self.missing = extra, what, missing
+        self.extra, self.what, self.missing = redact(extra), redact(what), redact(missing)
         super().__init__(
             f"{what} needs the '{extra}' extra ({missing} is not installed): "
             f'pip install "cup4soil[{extra}]"'
@@ -397,6 +460,84 @@ class ProcessGraphError(Cup4SoilError, ValueError):
 
 class BackendError(Cup4SoilError):
     """An openEO back-end refused a request, failed a job, or returned unusable results."""
+
+
+class TooLargeError(ParameterError):
+    """A cube, composite or prediction is larger than one call should do (pixels, bytes or
+    tasks): refused at plan time, with the numbers and the ways to make it smaller (a coarser
+    resolution, tiles, larger chunks) or to override the limit (``max_pixels=``)."""
+
+
+class ItemError(Cup4SoilError, ValueError):
+    """A STAC item's metadata contradicts itself or cannot be what it claims: projection
+    metadata that puts the raster somewhere else than the item's geometry, an asset that is
+    not a raster (``image/png``), reflectance as floating point where digital numbers are
+    expected, a sun angle outside 0-180 degrees."""
+
+
+class AssetFormatError(AssetReadError):
+    """A raster asset was read, but it is not what its item declares: another CRS than its
+    ``proj:`` metadata, floating-point values where Sentinel-2 digital numbers (integers)
+    are expected, or no georeferencing at all (a PNG or JPEG picture).
+
+    Parameters
+    ----------
+    href
+        The asset's URL or path; any query string (signing token) is removed.
+    reason
+        What is wrong with the file.
+    fix
+        How to fix it.
+    """
+
+    def __init__(self, href: str, reason: str, fix: str = "") -> None:
+        self.href = redact(href)
+        self.reason = redact(reason)
+        self.fix = fix
+        Cup4SoilError.__init__(self, f"asset {self.href} {self.reason}. {fix}".rstrip())
+
+    def __reduce__(self) -> tuple[type, tuple[str, str, str]]:  # type: ignore[override]
+        return (type(self), (self.href, self.reason, self.fix))
+
+
+class AssetRetryError(AssetReadError):
+    """Reading a raster asset kept failing with transient network errors (HTTP 5xx,
+    connection resets, truncated responses, timeouts) until the retry budget of the asset
+    (``CUP4SOIL_READ_RETRY_SECONDS``) was spent.
+
+    Parameters
+    ----------
+    href
+        The asset's URL or path; any query string (signing token) is removed.
+    status
+        The last failure seen (``"HTTP 503"``, ``"connection reset"``, ``"truncated
+        response"``, ``"timed out"``).
+    tries
+        How many times cup4soil read the asset (each read is retried by GDAL too, up to
+        ``GDAL_HTTP_MAX_RETRY`` times per request).
+    seconds
+        Seconds spent retrying.
+    """
+
+    def __init__(self, href: str, status: str, tries: int, seconds: float) -> None:
+        self.href = redact(href)
+        self.status = redact(status)
+        self.reason = self.status
+        self.tries = int(tries)
+        self.seconds = float(seconds)
+        Cup4SoilError.__init__(
+            self,
+            f"could not read asset {self.href}: {self.status}, still after {self.tries} "
+            f"tries over {self.seconds:.0f} s. The server or the network is failing; try "
+            "again later, or allow more time per asset with the environment variable "
+            "CUP4SOIL_READ_RETRY_SECONDS (seconds; set it on the Dask workers too).")
+
+    def __reduce__(  # type: ignore[override]
+            self) -> tuple[type, tuple[str, str, int, float]]:
+        return (type(self), (self.href, self.status, self.tries, self.seconds))
+
+
+__all__ += ["AssetFormatError", "AssetRetryError", "ItemError", "TooLargeError"]
 
 
 # Redact third-party logs from the moment cup4soil is imported (in clients and workers).

@@ -19,7 +19,8 @@ from typing import Any
 import dask
 
 __all__ = [
-    "CallCounter", "CountingScheduler", "FakeRasterDriver", "free_port", "raise_if_dask_computes",
+    "CallCounter", "CountingScheduler", "FakeRasterDriver", "FaultyHTTPServer", "free_port",
+    "raise_if_dask_computes",
 ]
 
 
@@ -169,3 +170,181 @@ class _FakeReader:
         roi = (slice(rows[0] - r0, rows[1] - r0), slice(cols[0] - c0, cols[1] - c0))
         pix = np.asarray(data[rows[0]:rows[1], cols[0]:cols[1]], dtype=cfg.dtype)
         return roi, pix
+
+
+# --- a fault-injecting HTTP server on 127.0.0.1 (range requests, 5xx, resets, truncation) ---
+
+
+class FaultyHTTPServer:
+    """Serves a folder over HTTP on 127.0.0.1 as cloud storage does for COGs (``HEAD``,
+    single and multiple byte ranges), and injects transient faults into a share of the
+    requests: the failures a long run over a public archive meets.
+
+    Fault kinds (``faults``):
+
+    - ``"5xx"``: the answer is HTTP 500 or 503 (alternating), as an overloaded server's;
+    - ``"reset"``: the connection is reset (TCP RST) before any answer;
+    - ``"truncate"``: the status and headers announce the whole body, then the connection
+      closes after half of it (a truncated response);
+    - ``"delay"``: the answer comes ``delay`` seconds late.
+
+    Parameters
+    ----------
+    root
+        Folder to serve.
+    faults
+        Fault kinds to draw from (empty: none).
+    rate
+        Share of the requests that get a fault, 0..1 (1: every request).
+    delay
+        Seconds of a ``"delay"`` fault.
+    suffixes
+        Only paths with these endings get faults (default: every path).
+    seed
+        Seed of the draws.
+
+    Attributes
+    ----------
+    requests
+        Requests answered (or failed), by path.
+    injected
+        Faults injected, by kind.
+    """
+
+    def __init__(self, root: Any, *, faults: tuple[str, ...] = (), rate: float = 0.0,
+                 delay: float = 2.0, suffixes: tuple[str, ...] = (), seed: int = 0) -> None:
+        import http.server
+        import random
+        from pathlib import Path
+
+        unknown = set(faults) - {"5xx", "reset", "truncate", "delay"}
+        if unknown:
+            raise ValueError(f"unknown fault kinds {sorted(unknown)}")
+        self.root = Path(root)
+        self.faults, self.rate, self.delay, self.suffixes = tuple(faults), rate, delay, suffixes
+        self.requests: Counter[str] = Counter()
+        self.injected: Counter[str] = Counter()
+        self._random = random.Random(seed)
+        self._lock = threading.Lock()
+        owner = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+            def do_HEAD(self) -> None:
+                owner._answer(self, body=False)
+
+            def do_GET(self) -> None:
+                owner._answer(self, body=True)
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        """Base URL of the served folder."""
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def set_faults(self, faults: tuple[str, ...] = (), rate: float = 0.0) -> None:
+        """Change the faults injected from now on."""
+        with self._lock:
+            self.faults, self.rate = tuple(faults), rate
+
+    def __enter__(self) -> FaultyHTTPServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _draw(self, path: str) -> str | None:
+        with self._lock:
+            self.requests[path] += 1
+            if not self.faults or (self.suffixes and not path.endswith(self.suffixes)):
+                return None
+            if self._random.random() >= self.rate:
+                return None
+            kind = self._random.choice(self.faults)
+            self.injected[kind] += 1
+            return kind
+
+    def _answer(self, handler: Any, *, body: bool) -> None:
+        import socket
+        import struct
+        import time
+        from urllib.parse import unquote, urlparse
+
+        path = unquote(urlparse(handler.path).path)
+        file = (self.root / path.lstrip("/")).resolve()
+        if self.root.resolve() not in file.parents or not file.is_file():
+            handler.send_error(404)
+            return
+        fault = self._draw(path)
+        if fault == "reset":
+            # SO_LINGER 0: close() sends a TCP RST, as a dropped connection does.
+            handler.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                          struct.pack("ii", 1, 0))
+            handler.close_connection = True
+            handler.connection.close()
+            return
+        if fault == "5xx":
+            code = 503 if self.injected["5xx"] % 2 else 500
+            handler.send_response(code)
+            handler.send_header("Content-Length", "0")
+            handler.end_headers()
+            return
+        if fault == "delay":
+            time.sleep(self.delay)
+        data = file.read_bytes()
+        status, headers, payload = _ranged(data, handler.headers.get("Range"))
+        handler.send_response(status)
+        for k, v in headers.items():
+            handler.send_header(k, v)
+        handler.send_header("Content-Length", str(len(payload)))
+        handler.send_header("Accept-Ranges", "bytes")
+        handler.end_headers()
+        if not body:
+            return
+        if fault == "truncate":
+            handler.wfile.write(payload[: len(payload) // 2])
+            handler.wfile.flush()
+            handler.close_connection = True
+            handler.connection.shutdown(socket.SHUT_RDWR)
+            return
+        handler.wfile.write(payload)
+
+
+def _ranged(data: bytes, header: str | None) -> tuple[int, dict[str, str], bytes]:
+    """Status, headers and body of a GET of ``data`` with an HTTP ``Range`` header (single
+    ranges, and several as ``multipart/byteranges``)."""
+    size = len(data)
+    if not header or not header.startswith("bytes="):
+        return 200, {"Content-Type": "application/octet-stream"}, data
+    spans = []
+    for part in header[len("bytes="):].split(","):
+        first, _, last = part.strip().partition("-")
+        if first:
+            a, b = int(first), (int(last) if last else size - 1)
+        else:
+            a, b = max(0, size - int(last)), size - 1
+        b = min(b, size - 1)
+        if a > b:
+            return 416, {"Content-Range": f"bytes */{size}"}, b""
+        spans.append((a, b))
+    if len(spans) == 1:
+        a, b = spans[0]
+        return 206, {"Content-Range": f"bytes {a}-{b}/{size}",
+                     "Content-Type": "application/octet-stream"}, data[a:b + 1]
+    boundary = "cup4soil-fault-boundary"
+    chunks = []
+    for a, b in spans:
+        chunks.append(f"--{boundary}\r\nContent-Type: application/octet-stream\r\n"
+                      f"Content-Range: bytes {a}-{b}/{size}\r\n\r\n".encode())
+        chunks.append(data[a:b + 1] + b"\r\n")
+    chunks.append(f"--{boundary}--\r\n".encode())
+    return 206, {"Content-Type": f"multipart/byteranges; boundary={boundary}"}, b"".join(chunks)

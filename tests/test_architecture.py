@@ -15,14 +15,16 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "cup4soil"
 
 #: Stage -> the stages (and infrastructure) it may import. Anything else is forbidden.
-#: Infrastructure: errors (the exception hierarchy) and _compat (private imports of
-#: dependencies) import no stage.
-INFRA = {"errors", "_compat", "_version", "_xrutil"}
+#: Infrastructure: errors (the exception hierarchy), _compat (private imports of
+#: dependencies) and _limits (the size guard every stage that plans work applies) import
+#: no stage.
+INFRA = {"errors", "_compat", "_version", "_xrutil", "_limits"}
 ALLOWED: dict[str, set[str]] = {
     "errors": set(),
     "_compat": set(),
     "_version": set(),
     "_xrutil": set(),
+    "_limits": set(),
     "runtime": set(),
     "sources": set(),
     "cube": {"sources", "runtime"},  # runtime: the captured GDAL environment
@@ -113,7 +115,9 @@ def _violations() -> list[str]:
             top = name.split(".")[0]
             if target is not None:
                 if target == stage or target in INFRA:
-                    if stage in INFRA and target != stage and stage != "_compat":
+                    # Infrastructure imports no other infrastructure but the errors.
+                    if (stage in INFRA and target != stage and stage != "_compat"
+                            and target != "errors"):
                         found.append(f"{rel}:{line} infrastructure imports {name}")
                     continue
                 if target not in allowed and not (stage == "cli" and target == "__init__"):

@@ -17,8 +17,8 @@ from scipy.ndimage import binary_erosion
 import cup4soil
 from cup4soil import scmap
 from cup4soil.errors import BandError, ParameterError
+from cup4soil.scmap import block_kernels as _bk
 from cup4soil.scmap import engine, graph
-from cup4soil.scmap import kernels as _kernels
 from cup4soil.sources import resources
 from cup4soil.sources import sentinel2 as _s2meta
 
@@ -140,14 +140,15 @@ def test_by_year(cube, dlr_threshold):
 
 
 def test_products_subset_skips_mref(cube, worldcover, dlr_threshold, products, monkeypatch):
-    # The outlier limits are computed per strip of rows: with sigma 3 for the bare set, and
-    # with sigma 4 for the valid set only when MREF is asked for.
-    limits = CallCounter(_kernels.nmad_upper_limit, key=lambda b02, mask, sigma: sigma)
-    monkeypatch.setattr(_kernels, "nmad_upper_limit", limits)
+    # The outlier limits are computed per strip of rows: for the bare set always, for the
+    # valid set (sigma 4) only when MREF is asked for.
+    limits = CallCounter(_bk.nmad_limits,
+                         key=lambda *a: (a[2], a[3]) if a[4] else (a[2], None))
+    monkeypatch.setattr(_bk, "nmad_limits", limits)
     out = scmap.composite(cube, dlr_threshold, worldcover=worldcover, products=["SRC", "BSC"])
     assert set(out.data_vars) == {"SRC", "BSC"}
     out = out.compute(scheduler="sync")
-    assert limits.calls[3.0] > 0 and limits.calls[4.0] == 0
+    assert limits.calls[(3.0, None)] > 0 and limits.total == limits.calls[(3.0, None)]
     # Skipping it changes nothing else.
     for name in ("SRC", "BSC"):
         np.testing.assert_array_equal(out[name].values, products[name].values, err_msg=name)
@@ -245,6 +246,20 @@ def test_dlr_threshold_is_fetched_once_into_the_cache(shared_data, serve_dir, tm
     cached.unlink()
     with pytest.raises(scmap.ThresholdError, match="set CUP4SOIL_DLR_THRESHOLD"):
         scmap.threshold_on(gbox)
+
+
+def test_dlr_threshold_with_another_checksum_is_refused(serve_dir, tmp_path, monkeypatch):
+    other = tmp_path / "served"
+    other.mkdir()
+    (other / "th_S2_s2cr_buffered_cog.tif").write_bytes(b"not DLR's raster")
+    base = serve_dir(other)
+    monkeypatch.delenv(scmap.THRESHOLD_ENV, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(resources, "DLR_THRESHOLD_URL", f"{base}/th_S2_s2cr_buffered_cog.tif")
+    with pytest.raises(scmap.ThresholdError, match="not the one cup4soil was tested with"):
+        resources.dlr_threshold_path()
+    cache = tmp_path / "cache" / "cup4soil"
+    assert not cache.exists() or list(cache.iterdir()) == []  # nothing unverified is kept
 
 
 def test_offline_dlr_threshold_without_copy(cube, monkeypatch, tmp_path):
@@ -365,8 +380,8 @@ def fake_archive(monkeypatch):
     return items, driver
 
 
-@pytest.mark.parametrize(("products", "band_passes"), [(None, 2), (["VPC", "BSC", "MASK"], 1)])
-def test_planned_blocks_open_each_asset_once_per_pass(fake_archive, products, band_passes):
+@pytest.mark.parametrize("products", [None, ["VPC", "BSC", "MASK"]])
+def test_planned_blocks_open_each_asset_once(fake_archive, products):
     items, driver = fake_archive
     cube = cup4soil.load_s2(items, geobox=FAKE_GRID, chunks={"x": 32, "y": 32})
     out = scmap.composite(cube, 0.3, products=products, chunks={"y": 32, "x": 32})
@@ -374,13 +389,13 @@ def test_planned_blocks_open_each_asset_once_per_pass(fake_archive, products, ba
     assert not driver.opens  # building reads nothing
     out = out.compute()
     assert not driver.violations
-    # 2 x 2 blocks. Per block, SCL is read once (pass 1, with its halo), each band once per
-    # pass; the western scene only by the two western blocks (its footprint ends at
-    # column 20, the eastern blocks' halos begin at column 32 - 5).
+    # 2 x 2 blocks. Per block, SCL is read once (with its halo), each band once: the outlier
+    # step needs no second decode; the western scene only by the two western blocks (its
+    # footprint ends at column 20, the eastern blocks' halos begin at column 32 - 5).
     for i, n_blocks in enumerate((4, 4, 4, 2)):
         opens = driver.opens_of(f"S2A_fake_{i}/")
         assert opens.pop(f"mem://S2A_fake_{i}/SCL") == n_blocks
-        assert opens == {f"mem://S2A_fake_{i}/{b}": band_passes * n_blocks
+        assert opens == {f"mem://S2A_fake_{i}/{b}": n_blocks
                          for b in _s2meta.REFLECTANCE_BANDS}
     assert all(cols[1] <= 20 for uri, _, cols in driver.windows if "fake_3" in uri)
     assert all(c0 < 32 + 5 for uri, _, (c0, _) in driver.windows if "fake_3" in uri)
@@ -388,4 +403,28 @@ def test_planned_blocks_open_each_asset_once_per_pass(fake_archive, products, ba
     expected = np.full((64, 64), 3)
     expected[:, :20] += 1
     expected[5:16, 45:56] -= 1
+    np.testing.assert_array_equal(out.VPC.values, expected)
+
+
+def test_planned_blocks_decode_only_scenes_with_a_possibly_valid_pixel(fake_archive):
+    items, driver = fake_archive
+    # Scene 1 is cloudy over its 32 eastern columns (the two eastern blocks), and scene 2's
+    # sun is too low everywhere: their bands are never decoded there; SCL always is.
+    driver.assets["mem://S2A_fake_1/SCL"][0][:, 32:] = 9
+    items[2].properties["s2:mean_solar_zenith"] = 75.0
+    cube = cup4soil.load_s2(items, geobox=FAKE_GRID, chunks={"x": 32, "y": 32})
+    out = scmap.composite(cube, 0.3, chunks={"y": 32, "x": 32}).compute()
+    assert not driver.violations
+    for i, (scl_opens, band_opens) in enumerate(((4, 4), (4, 2), (4, 0), (2, 2))):
+        opens = driver.opens_of(f"S2A_fake_{i}/")
+        assert opens.pop(f"mem://S2A_fake_{i}/SCL") == scl_opens
+        assert opens == {f"mem://S2A_fake_{i}/{b}": band_opens
+                         for b in _s2meta.REFLECTANCE_BANDS if band_opens}
+    # The western blocks of scene 1 are read only where they are: columns 0..31.
+    assert all(c1 <= 32 for uri, _, (_, c1) in driver.windows
+               if "fake_1" in uri and not uri.endswith("SCL"))
+    expected = np.full((64, 64), 1)  # scene 0; scene 3 in the west; scene 1 west of its cloud
+    expected[:, :20] += 1
+    expected[:, :27] += 1  # scene 1 within 5 px of its cloud (columns 27..31) not valid
+    expected[5:16, 45:56] -= 1  # scene 0's cloud pixel
     np.testing.assert_array_equal(out.VPC.values, expected)

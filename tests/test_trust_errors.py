@@ -44,7 +44,7 @@ class _Unpicklable(Exception):
         self.handle = handle  # e.g. a lock or a C handle
 
 
-def _raised_from_unpicklable(cls: type, *args: str) -> Cup4SoilError:
+def _raised_from_unpicklable(cls: type, *args: object) -> Cup4SoilError:
     try:
         try:
             raise _Unpicklable(1, f"read failed: https://x/B04.tif?sig={SECRET}",
@@ -60,19 +60,28 @@ def _all_error_classes() -> list[type]:
             if issubclass(c, Cup4SoilError)]
 
 
+def _args(cls: type) -> list[object]:
+    """Positional arguments for ``cls``: a signed URL first, then values of each required
+    parameter's annotated type (errors with counts or durations take numbers)."""
+    params = [p for p in list(inspect.signature(cls.__init__).parameters.values())[1:]
+              if p.default is inspect.Parameter.empty
+              and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    out: list[object] = ["https://host/a.tif?sig=" + SECRET]
+    for p in params[1:]:
+        kind = str(p.annotation)
+        out.append(3 if kind == "int" else 2.5 if kind == "float" else "reason")
+    return out
+
+
 def _instance(cls: type) -> Cup4SoilError:
-    n = len(inspect.signature(cls.__init__).parameters) - 1  # without self
-    args = ["https://host/a.tif?sig=" + SECRET, "reason"][:max(1, n)]
-    return cls(*args)
+    return cls(*_args(cls))
 
 
 @pytest.mark.parametrize("cls", _all_error_classes(), ids=lambda c: c.__name__)
 def test_every_error_pickles_as_itself_with_an_unpicklable_cause(cls):
     import tblib.pickling_support
 
-    err = _raised_from_unpicklable(cls, *(
-        ["https://host/a.tif?sig=" + SECRET, "reason"][:max(
-            1, len(inspect.signature(cls.__init__).parameters) - 1)]))
+    err = _raised_from_unpicklable(cls, *_args(cls))
     tblib.pickling_support.install(err)  # what distributed does before shipping an error
     data = pickle.dumps(err)
     back = pickle.loads(data)

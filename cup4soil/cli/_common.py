@@ -91,3 +91,25 @@ def write_mode(args: argparse.Namespace) -> Literal["w-", "w", "resume"]:
     if args.resume and args.overwrite:
         raise ParameterError("--resume and --overwrite exclude each other.")
     return "resume" if args.resume else "w" if args.overwrite else "w-"
+
+
+def max_pixels_arg(p: argparse.ArgumentParser) -> None:
+    """Add ``--max-pixels`` (the size guard's override, see :mod:`cup4soil._limits`)."""
+    p.add_argument("--max-pixels", type=_max_pixels, default=None, metavar="N",
+                   help="most pixel observations (time x y x) one run may plan, e.g. 1e11, "
+                        "or inf for no limit (default about 3.4e10: larger runs are refused "
+                        "before they start; use tiles instead)")
+
+
+def _max_pixels(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a number of pixels (e.g. 1e11, or inf)") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number of pixels")
+    return value
+
+
+__all__ += ["max_pixels_arg"]

@@ -6,7 +6,7 @@ import argparse
 import time
 from typing import TYPE_CHECKING
 
-from ._common import cluster_arg, storage_args, storage_options, write_mode
+from ._common import cluster_arg, max_pixels_arg, storage_args, storage_options, write_mode
 
 if TYPE_CHECKING:
     from ._common import Subparsers
@@ -36,6 +36,7 @@ def register(sub: Subparsers) -> None:
                    help="ESA WorldCover (auto: from --catalog) or a WorldCover raster: "
                         "built-up and water never bare, MASK 3")
     p.add_argument("--overwrite", action="store_true", help="replace an existing store")
+    max_pixels_arg(p)
     storage_args(p)
     cluster_arg(p)
     p.set_defaults(run=run)
@@ -56,9 +57,10 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     items = search(args.aoi, args.time, catalog=args.catalog,
                    max_cloud_cover=args.max_cloud_cover)
-    cube = load_s2(items, resolution=args.resolution, crs=args.crs)
+    cube = load_s2(items, resolution=args.resolution, crs=args.crs, max_pixels=args.max_pixels)
     products = scmap.composite(cube, threshold_arg(args.threshold), by=args.by,
-                               worldcover=args.worldcover, worldcover_catalog=args.catalog)
+                               worldcover=args.worldcover, worldcover_catalog=args.catalog,
+                               max_pixels=args.max_pixels)
     print(f"{len(items)} items -> cube {dict(cube.sizes)}; writing {args.out}")
     info = store.write(products, args.out, mode=write_mode(args), progress=True,
                        zarr_format=args.zarr_format,

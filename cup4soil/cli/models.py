@@ -6,7 +6,7 @@ import argparse
 import time
 from typing import TYPE_CHECKING
 
-from ._common import cluster_arg, storage_args, storage_options, write_mode
+from ._common import cluster_arg, max_pixels_arg, storage_args, storage_options, write_mode
 
 if TYPE_CHECKING:
     from ._common import Subparsers
@@ -51,6 +51,7 @@ def register(sub: Subparsers) -> None:
     pred.add_argument("--out", required=True, help="Zarr store path or URL")
     pred.add_argument("--chunks", type=int, default=None, help="spatial chunk size, pixels")
     pred.add_argument("--overwrite", action="store_true", help="replace an existing store")
+    max_pixels_arg(pred)
     storage_args(pred)
     cluster_arg(pred)
     pred.set_defaults(run=run_predict)
@@ -89,7 +90,7 @@ def run_predict(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     model = models.load(args.model)
     covariates = store.open(args.covariates)
-    out = model.predict(covariates, chunks=args.chunks)
+    out = model.predict(covariates, chunks=args.chunks, max_pixels=args.max_pixels)
     info = store.write(out, args.out, mode=write_mode(args), progress=True,
                        zarr_format=args.zarr_format,
                        storage_options=storage_options(args.storage_option),

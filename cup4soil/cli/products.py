@@ -47,7 +47,8 @@ def run_info(args: argparse.Namespace) -> int:
     for note in i["not_readers"]:
         print(f"  not        : {note}")
     p = i["provenance"]
-    for key in ("title", "cup4soil_version", "time_start", "time_end", "cup4soil_written"):
+    for key in ("title", "cup4soil_version", "time_start", "time_end", "cup4soil_written",
+                "threshold", "by", "cup4soil_model", "property", "method", "cv"):
         if key in p:
             print(f"  {key:<12}: {p[key]}")
     if "input_items" in p:

@@ -27,17 +27,23 @@ import xarray as xr
 from odc.geo.crs import CRS, SomeCRS
 from odc.geo.geobox import GeoBox
 from odc.geo.geom import Geometry
-from odc.loader import RasterLoadParams, RasterSource, RioDriver, RioReader
 from rasterio.errors import NotGeoreferencedWarning
 from shapely.geometry.base import BaseGeometry
-from stackstac.rio_reader import AutoParallelRioReader
 
-from ..errors import AssetReadError, CRSError, NoItemsError, ParameterError, RedactingFilter
+from .._limits import check_size, resolve_max_pixels
+from ..errors import AOIError, CRSError, NoItemsError, ParameterError, RedactingFilter
+from ..sources import checks as _checks
 from ..sources import sentinel2 as _s2meta
-from ..sources import signing as _signing
-from ..sources.aoi import AOILike, parse_aoi
+from ..sources.aoi import (
+    AOILike,
+    crosses_antimeridian,
+    parse_aoi,
+    shifted_east,
+    unwrapped_bounds,
+)
 from ..sources.search import AOI_KEY
 from . import kernels as _kernels
+from . import readers as _readers
 from . import readplan as _read
 
 __all__ = ["load_s2"]
@@ -92,7 +98,12 @@ def _solar_day(item: pystac.Item) -> np.datetime64:
     when = _acquired(item)
     lon = 0.0
     if item.bbox:
-        lon = (item.bbox[0] + item.bbox[2]) / 2
+        west, east = float(item.bbox[0]), float(item.bbox[-2] if len(item.bbox) == 4
+                                                  else item.bbox[3])
+        if west > east:  # across the antimeridian (STAC's bbox convention)
+            east += 360.0
+        lon = (west + east) / 2
+        lon = (lon + 180.0) % 360.0 - 180.0
     stamp = np.datetime64(when.replace(tzinfo=None), "s") + np.timedelta64(
         round(lon * 240), "s"
     )
@@ -127,6 +138,8 @@ def _normalise(item: pystac.Item, bands: Sequence[str]) -> pystac.Item:
 def _plan(items: Sequence[pystac.Item], bands: Sequence[str]) -> list[_ItemPlan]:
     plans = []
     for it in items:
+        # What cannot be read correctly is refused from the metadata, before any read.
+        _checks.check_item(it, {b: _s2meta.asset_key(it, b) for b in bands})
         norm = _normalise(it, bands)
         plans.append(_ItemPlan(
             item=norm,
@@ -191,8 +204,9 @@ def _target_crs(crs: SomeCRS | None, area: BaseGeometry, from_user: bool,
                 "'EPSG:3035'."
             ) from None
     if from_user:
-        c = area.centroid
-        return CRS.utm(c.x, c.y)
+        # Across the antimeridian the centre is taken with the area in one piece.
+        c = shifted_east(area).centroid
+        return CRS.utm((c.x + 180.0) % 360.0 - 180.0, c.y)
     codes = {c for p in plans if (c := _item_epsg(p.item)) is not None}
     if len(codes) == 1:
         return CRS(f"EPSG:{codes.pop()}")
@@ -206,6 +220,8 @@ def _target_crs(crs: SomeCRS | None, area: BaseGeometry, from_user: bool,
 
 
 def _geobox(area: BaseGeometry, crs: CRS, resolution: float) -> GeoBox:
+    if crosses_antimeridian(area):
+        _check_antimeridian(area, crs)
     geom = Geometry(area, "EPSG:4326").to_crs(crs)
     # Pixel edges on multiples of the resolution, like Sentinel-2's own grids.
     return GeoBox.from_bbox(geom.boundingbox, crs, resolution=resolution)
@@ -223,43 +239,59 @@ def _resampling(bands: Sequence[str], resolution: float) -> dict[str, str]:
 
 
 def _chunks(chunks: Mapping[str, int] | None) -> tuple[int, int]:
+    if chunks is not None and not isinstance(chunks, Mapping):
+        raise ParameterError(f"chunks={chunks!r} must be a dict of pixel counts, e.g. "
+                             "{'y': 1024, 'x': 1024}.")
     chunks = dict(chunks or {})
     unknown = set(chunks) - {"x", "y", "time"}
     if unknown:
         raise ParameterError(f"chunks has unknown dimensions {sorted(unknown)}; use x, y, time.")
     if chunks.get("time", 1) != 1:
         raise ParameterError("chunks['time'] must be 1: each time step is read by its own task.")
-    cy, cx = int(chunks.get("y", DEFAULT_CHUNK)), int(chunks.get("x", DEFAULT_CHUNK))
-    if cy < 1 or cx < 1:
-        raise ParameterError(f"chunks={chunks} must be positive pixel counts.")
-    return cy, cx
+    sizes = []
+    for dim in ("y", "x"):
+        value = chunks.get(dim, DEFAULT_CHUNK)
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ParameterError(
+                f"chunks['{dim}']={value!r} must be a positive whole number of pixels "
+                f"(default {DEFAULT_CHUNK}).")
+        sizes.append(int(value))
+    return sizes[0], sizes[1]
+
+
+def _check_antimeridian(area: BaseGeometry, crs: CRS) -> None:
+    """Refuse a CRS in which an area across the antimeridian is not in one piece (in
+    lon/lat it would be a band round the world)."""
+    west, south, east, north = unwrapped_bounds(area)
+    where = f"lon {west:.4f}..{east:.4f}, lat {south:.4f}..{north:.4f}"
+    c = shifted_east(area).centroid
+    utm = CRS.utm((c.x + 180.0) % 360.0 - 180.0, c.y)
+    if crs.geographic:
+        raise AOIError(
+            f"the area ({where}) crosses the antimeridian: in {crs} the cube would be a band "
+            f"of 360 degrees round the world. Use a projected CRS, e.g. crs='{utm}' (the UTM "
+            "zone of the area, the default without crs=).")
+    parts = [Geometry(p, "EPSG:4326").to_crs(crs).boundingbox
+             for p in getattr(area, "geoms", [area])]
+    union = (min(b.left for b in parts), min(b.bottom for b in parts),
+             max(b.right for b in parts), max(b.top for b in parts))
+    whole = (union[2] - union[0]) * (union[3] - union[1])
+    pieces = sum((b.right - b.left) * (b.top - b.bottom) for b in parts)
+    if not all(math.isfinite(v) for v in union) or whole > 4 * pieces:
+        raise AOIError(
+            f"the area ({where}) crosses the antimeridian, and {crs} does not keep its two "
+            f"sides together (the cube would span the whole gap between them). Use "
+            f"crs='{utm}' (the UTM zone of the area), or split the area at +-180 degrees.")
 
 
 # ----------------------------------------------------------------------------------- readers
 
 
-class _SafeReader(RioReader):
-    """odc-loader's rasterio reader whose failures name the asset, without tokens."""
-
-    def __init__(self, src: RasterSource, ctx: Any) -> None:
-        super().__init__(src, ctx)
-        self._uri = src.uri
-
-    def read(self, cfg: RasterLoadParams, dst_geobox: GeoBox, *, dst: np.ndarray | None = None,
-             selection: Any = None) -> tuple[tuple[slice, slice], np.ndarray]:
-        try:
-            return super().read(cfg, dst_geobox, dst=dst, selection=selection)
-        except AssetReadError:
-            raise
-        except Exception as exc:
-            raise AssetReadError(self._uri, f"{type(exc).__name__}: {exc}") from None
-
-
-class _SafeRioDriver(RioDriver):
-    """odc-loader's rasterio driver whose readers raise :class:`AssetReadError`."""
-
-    def open(self, src: RasterSource, ctx: Any) -> _SafeReader:
-        return _SafeReader(src, ctx)
+# odc-loader's and stackstac's readers with file checks, retries and errors naming the
+# asset (cube/readers.py); the old names stay for code that patches them.
+_SafeReader = _readers.SafeRioReader
+_SafeRioDriver = _readers.SafeRioDriver
+_SafeStackstacReader = _readers.SafeStackstacReader
 
 
 def _load_odc(
@@ -290,20 +322,6 @@ def _load_odc(
     return xr.Dataset(variables), sza
 
 
-class _SafeStackstacReader(AutoParallelRioReader):  # type: ignore[misc]
-    """stackstac's reader whose failures raise :class:`AssetReadError` (token-free), and
-    whose signed URLs are renewed when near expiry (readers are made at compute time)."""
-
-    def __init__(self, *, url: str, **kwargs: Any) -> None:
-        super().__init__(url=_signing.fresh_href(url), **kwargs)
-
-    def read(self, window: Any, **kwargs: Any) -> Any:
-        try:
-            return super().read(window, **kwargs)
-        except Exception as exc:
-            raise AssetReadError(self.url, f"{type(exc).__name__}: {exc}") from None
-
-
 def _load_stackstac(
     items: list[pystac.Item], bands: Sequence[str], geobox: GeoBox, resolution: float,
     chunk: tuple[int, int],
@@ -329,7 +347,7 @@ def _load_stackstac(
             # stackstac checks np.can_cast(type(fill_value), dtype): give a typed zero.
             fill_value=dtype.type(0), rescale=False, sortby_date=False, properties=False,
             band_coords=False, chunksize=(1, 1, chunk[0], chunk[1]),
-            errors_as_nodata=(), reader=_SafeStackstacReader,
+            errors_as_nodata=(), reader=_SafeStackstacReader, gdal_env=_readers.stackstac_env(),
         ).isel(band=0, drop=True)
         # stackstac's object-dtype coordinates break to_zarr; keep only dimension coords.
         da = da.drop_vars([c for c in da.coords if c not in ("time", "y", "x")])
@@ -395,6 +413,7 @@ def load_s2(
     chunks: Mapping[str, int] | None = None,
     engine: Engine = "odc-stac",
     geobox: GeoBox | None = None,
+    max_pixels: float | None = None,
 ) -> xr.Dataset:
     """Build a lazy, harmonised Sentinel-2 L2A cube from STAC items.
 
@@ -421,6 +440,13 @@ def load_s2(
     geobox
         An exact output grid (:class:`odc.geo.geobox.GeoBox`); overrides ``crs``, ``bbox``
         and ``resolution``. Use it to match another product pixel for pixel.
+    max_pixels
+        Most pixel observations (time steps x y x) the cube may have; default
+        :data:`cup4soil._limits.DEFAULT_MAX_PIXELS` (about 3.4e10: a whole Sentinel-2 tile for
+        five years at 20 m, three times). A larger cube is refused before anything is
+        planned, with its size and the fixes (a coarser resolution, tiles, or a larger
+        ``max_pixels``; ``math.inf``: no limit). Cubes of more than a million tasks are
+        refused too (use larger ``chunks``).
 
     Returns
     -------
@@ -442,6 +468,7 @@ def load_s2(
             f"resolution={resolution} must be a positive pixel size in metres (e.g. 20)."
         )
     canon = _s2meta.check_bands(bands)
+    limit = resolve_max_pixels(max_pixels)
     item_list = _as_items(items)
     if not item_list:
         raise NoItemsError("no items to load. Run cup4soil.search first and check it found some.")
@@ -455,6 +482,7 @@ def load_s2(
         if geobox.crs is None:
             raise CRSError("geobox= has no CRS; give a GeoBox with one (e.g. cube.odc.geobox).")
         target, res = geobox.crs, float(abs(geobox.resolution.x))
+    _check_cube_size(geobox, plans, canon, chunk, res, limit)
 
     if engine == "odc-stac":
         cube, sza = _load_odc(plans, canon, geobox, res, chunk)
@@ -483,6 +511,20 @@ def load_s2(
             for p in plans],
     })
     return cube
+
+
+def _check_cube_size(geobox: GeoBox, plans: Sequence[_ItemPlan], bands: Sequence[str],
+                     chunk: tuple[int, int], resolution: float, limit: float) -> None:
+    """The size guard (:func:`cup4soil._limits.check_size`) from the grid and the items,
+    before any array or chunk list is made."""
+    ny, nx = geobox.shape.yx
+    n_t = len({p.solar_day for p in plans})  # one time step per solar day
+    per_pixel = sum(1 if b == _s2meta.SCL else 2 for b in bands)  # bytes: uint16, SCL uint8
+    tasks = n_t * math.ceil(ny / chunk[0]) * math.ceil(nx / chunk[1]) * len(bands)
+    check_size("the cube", shape={"time": n_t, "y": ny, "x": nx},
+               nbytes=float(n_t) * ny * nx * per_pixel, tasks=tasks, max_pixels=limit,
+               resolution=resolution,
+               chunks_hint=f"larger chunks= (now {chunk[0]} x {chunk[1]} px)")
 
 
 def _load_stackstac_harmonised(

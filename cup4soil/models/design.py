@@ -131,8 +131,18 @@ def sample_covariates(covariates: xr.Dataset | xr.DataArray, x: npt.ArrayLike,
         raise CovariateError(f"covariates lack {', '.join(absent)}; they hold "
                              f"{', '.join(layer)}.")
     gbox = _geobox(covariates)
+    xs, ys = np.asarray(x, float), np.asarray(y, float)
+    unplaced = ~(np.isfinite(xs) & np.isfinite(ys))
+    if unplaced.any() and missing == "raise":
+        bad = np.flatnonzero(unplaced)
+        raise SampleError(
+            f"{bad.size} of {unplaced.size} samples have no coordinates (missing or not "
+            f"finite; rows {', '.join(map(str, bad[:5]))}{' ...' if bad.size > 5 else ''}); "
+            "fill them in, or pass missing='drop' to train on the others.")
     tr = Transformer.from_crs(sample_crs(crs), covariate_crs(covariates), always_xy=True)
-    px, py = tr.transform(np.asarray(x, float), np.asarray(y, float))
+    px, py = tr.transform(xs, ys)
+    px = np.where(np.isfinite(px), px, -1e300)  # unplaced points fall outside the grid
+    py = np.where(np.isfinite(py), py, -1e300)
     col, row = ~gbox.affine * (np.asarray(px), np.asarray(py))
     col, row = np.floor(col).astype(np.int64), np.floor(row).astype(np.int64)
     h, w = gbox.shape
@@ -241,6 +251,25 @@ def design_matrix(samples: Samples, y: FloatArray, *, features: Sequence[str] | 
 
 # --- prediction: features per pixel -------------------------------------------------------
 
+def _shift(a: xr.DataArray, b: xr.DataArray) -> str:
+    """How far layer ``a``'s pixel centres lie from ``b``'s (same shape): ``""`` if they
+    coincide, else e.g. ``"shifted by 1000 m in x"``."""
+    parts = []
+    for dim in ("x", "y"):
+        if dim in a.coords and dim in b.coords:
+            da_, db_ = np.asarray(a[dim].values, float), np.asarray(b[dim].values, float)
+            if da_.shape == db_.shape and da_.size:
+                step = float(abs(db_[1] - db_[0])) if db_.size > 1 else 0.0
+                delta = float(np.max(np.abs(da_ - db_)))
+                if delta > max(1e-6 * step, 1e-9):
+                    offset = da_ - db_
+                    if np.allclose(offset, offset[0], atol=max(1e-6 * step, 1e-9)):
+                        parts.append(f"{float(offset[0]):+g} in {dim}")
+                    else:
+                        parts.append(f"another pixel spacing in {dim}")
+    return f"off by {' and '.join(parts)} (CRS units)" if parts else ""
+
+
 def feature_stack(covariates: Covariates, features: Sequence[str], *,
                   chunks: int | Mapping[str, int] | None = None
                   ) -> tuple[da.Array, xr.DataArray]:
@@ -273,6 +302,12 @@ def feature_stack(covariates: Covariates, features: Sequence[str], *,
         if layer[f].shape != first.shape:
             raise CovariateError(f"covariate {f} has shape {layer[f].shape}, "
                                  f"{features[0]} has {first.shape}; put them on one grid.")
+        shift = _shift(layer[f], first)
+        if shift:
+            raise CovariateError(
+                f"covariate {f} is {shift} against {features[0]} (same size, other "
+                "coordinates): its pixels would be paired with the wrong places. Put the "
+                "layers on one grid (e.g. layer.odc.reproject(first.odc.geobox)).")
     arrays = []
     for f in features:
         a = layer[f]
@@ -287,6 +322,10 @@ def feature_stack(covariates: Covariates, features: Sequence[str], *,
     if chunks is not None:
         cy, cx = (chunks, chunks) if isinstance(chunks, int) else (
             chunks.get("y", DEFAULT_CHUNK), chunks.get("x", DEFAULT_CHUNK))
+        for name, size in (("y", cy), ("x", cx)):
+            if isinstance(size, bool) or not isinstance(size, int | np.integer) or size < 1:
+                raise ParameterError(f"chunks: {name}={size!r} must be a positive whole "
+                                     "number of pixels.")
         stack = stack.rechunk({0: -1, 1: cy, 2: cx})
     else:
         stack = stack.rechunk({0: -1})

@@ -34,6 +34,7 @@ import xarray as xr
 from dask.base import tokenize
 from dask.delayed import delayed
 
+from .._limits import check_size, resolve_max_pixels
 from ..errors import CovariateError, ParameterError, SampleError
 from ._typing import ModelCard, Regressor
 from .cv import Folds, FoldSpec, assign_folds, cross_validate
@@ -158,7 +159,8 @@ class SoilModel:
         return names
 
     def predict(self, covariates: xr.Dataset | xr.DataArray, *,
-                chunks: int | Mapping[str, int] | None = None) -> xr.Dataset:
+                chunks: int | Mapping[str, int] | None = None,
+                max_pixels: float | None = None) -> xr.Dataset:
         """Map the property, lazily and chunk by chunk.
 
         Parameters
@@ -169,6 +171,10 @@ class SoilModel:
             dimension must list exactly the features, in order.
         chunks : int or dict, optional
             Spatial chunk size in pixels (default: the covariates' chunks, or 1024).
+        max_pixels : float, optional
+            Most pixels (y x x) one prediction maps; default
+            :data:`cup4soil._limits.DEFAULT_MAX_PIXELS`. A larger map, or one of more than
+            a million tasks, is refused before any graph is made (``math.inf``: no limit).
 
         Returns
         -------
@@ -177,8 +183,14 @@ class SoilModel:
             NaN where any covariate is missing; units and conversion attributes as
             SoilGrids; the covariates' grid and CRS.
         """
+        limit = resolve_max_pixels(max_pixels)
         stack, first = feature_stack(covariates, self.features, chunks=chunks)
         nq = len(self.quantiles)
+        _, ny, nx = stack.shape
+        check_size("the prediction", shape={"y": ny, "x": nx},
+                   nbytes=float(ny) * nx * 4 * (len(self.features) + nq),
+                   tasks=2 * int(stack.npartitions), max_pixels=limit,
+                   chunks_hint="larger chunks=")
         # the predictor travels once per graph (a single key), not once per task
         predictor = delayed(self._predictor.for_prediction(), pure=True)
         out = da.map_blocks(  # type: ignore[no-untyped-call]  # dask.array has no hints

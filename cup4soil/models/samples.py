@@ -78,20 +78,19 @@ def read_samples(samples: SampleSource, *, crs: Any, coords: tuple[str, str] | N
         contradicts the GeoDataFrame's, or a ``coords`` column that does not exist.
     """
     if isinstance(samples, str | Path):
-        path = Path(samples)
-        if not path.exists():
-            raise SampleError(f"sample file {path} does not exist.")
-        if path.suffix.lower() in (".csv", ".txt"):
-            samples = pd.read_csv(path)
-        elif path.suffix.lower() == ".parquet":
-            samples = pd.read_parquet(path)
-        else:  # GeoPackage, GeoJSON, shapefile ...
-            import geopandas
-
-            samples = geopandas.read_file(path)
+        samples = _read_file(Path(samples))
     if not isinstance(samples, pd.DataFrame):
         raise SampleError(f"samples must be a (Geo)DataFrame or a file path, not "
                           f"{type(samples).__name__}.")
+    if len(samples) == 0:
+        columns = ", ".join(map(str, samples.columns))
+        raise SampleError(
+            "the samples have no rows" + (f" (only the columns {columns})" if columns else "")
+            + ". Give at least a few samples with coordinates and the target.")
+    if samples.columns.duplicated().any():
+        dup = sorted({str(c) for c in samples.columns[samples.columns.duplicated()]})
+        raise SampleError(f"the samples have duplicated column names ({', '.join(dup)}); "
+                          "rename them so that each feature and the target are one column.")
     table = pd.DataFrame(samples).copy()
     geometry = getattr(samples, "geometry", None) if "geometry" in samples else None
     if geometry is not None and hasattr(geometry, "x"):
@@ -127,6 +126,55 @@ def read_samples(samples: SampleSource, *, crs: Any, coords: tuple[str, str] | N
                    out_crs)
 
 
+def _read_file(path: Path) -> pd.DataFrame:
+    """A sample file as a (Geo)DataFrame; every failure of the readers is a SampleError
+    saying what the file is not.
+
+    A CSV whose header holds ``;`` or tabs and no commas (spreadsheet exports in many
+    European locales) is read with that separator.
+    """
+    if not path.exists():
+        raise SampleError(f"sample file {path} does not exist.")
+    if path.is_dir():
+        raise SampleError(f"sample file {path} is a folder; give the CSV, Parquet or "
+                          "GeoPackage file itself.")
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".csv", ".txt"):
+            table = pd.read_csv(path)
+            only = str(table.columns[0]) if len(table.columns) == 1 else ""
+            for sep in (";", "\t"):
+                if sep in only and "," not in only:
+                    table = pd.read_csv(path, sep=sep)
+                    break
+            return table
+        if suffix == ".parquet":
+            return pd.read_parquet(path)
+        import geopandas  # GeoPackage, GeoJSON, shapefile ...
+
+        out: pd.DataFrame = geopandas.read_file(path)
+        return out
+    except pd.errors.EmptyDataError:
+        raise SampleError(f"sample file {path} is empty: no header, no rows. Give a table "
+                          "with a header line (coordinates, target, features) and one row "
+                          "per sample.") from None
+    except UnicodeDecodeError:
+        raise SampleError(f"sample file {path} is not text in UTF-8 (a binary file, or "
+                          "another encoding?). Save it as a UTF-8 CSV.") from None
+    except pd.errors.ParserError as exc:
+        raise SampleError(f"sample file {path} is not a well-formed CSV ({exc}).".replace(
+            "\n", " ")) from None
+    except ImportError as exc:
+        raise SampleError(f"reading {path.name} needs a library that is not installed "
+                          f"({str(exc).splitlines()[0]}); install it (for Parquet: pip "
+                          "install pyarrow) or save the samples as CSV.") from None
+    except Exception as exc:  # pyogrio/fiona/pyarrow: not a file of that format
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise SampleError(f"sample file {path} cannot be read as {suffix or 'a table'} "
+                          f"({type(exc).__name__}: {first[:200]}). Give a CSV, Parquet, "
+                          "GeoPackage, GeoJSON or shapefile of the samples.") from None
+
+
 def target_values(table: pd.DataFrame, target: str) -> pd.Series:
     """The target column as numbers (NaN where a value is missing or not a number).
 
@@ -138,6 +186,11 @@ def target_values(table: pd.DataFrame, target: str) -> pd.Series:
     if target not in table:
         raise SampleError(f"target column {target!r} is not in the samples; columns are "
                           f"{', '.join(map(str, table.columns))}.")
+    if len(table) == 0:
+        raise SampleError("the samples have no rows. Give at least a few samples.")
+    if table[target].isna().all():
+        raise SampleError(f"target column {target!r} has no values (all {len(table)} are "
+                          "missing). Choose the column that holds the measurements.")
     yv = pd.to_numeric(table[target], errors="coerce")
     if yv.isna().all() or not (pd.api.types.is_numeric_dtype(table[target])
                                or yv.notna().mean() > 0.95):

@@ -56,6 +56,7 @@ import xarray as xr
 
 from ..errors import ParameterError, ProcessGraphError
 from ..scmap import threshold_on
+from ..scmap.masks import sun_zenith
 from ..sources.sentinel2 import REFLECTANCE_BANDS, SCL
 from ._deps import require
 from .graph import (
@@ -370,6 +371,9 @@ class _LocalData:
     """The data the graph's load processes return in a local run."""
 
     def __init__(self, cube: xr.Dataset, threshold: Any, worldcover: xr.DataArray | None):
+        # The sun angle under any spelling SCMaP honours (a (time,) data variable, an
+        # elevation, radians) becomes ``sza``, or is refused: never ignored.
+        cube = sun_zenith(cube)
         self.cube, self.threshold, self.worldcover = cube, threshold, worldcover
         self.geobox = cube.odc.geobox
         self.n_scenes = 0  # scenes the graph loaded

@@ -18,6 +18,8 @@ import atexit
 import contextlib
 import functools
 import logging
+import math
+import numbers
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -187,6 +189,8 @@ def connect(target: str = "local", *, workers: int | None = None,
     """
     from distributed import Client, LocalCluster
 
+    _check_arguments(target, workers=workers, worker_memory=worker_memory, adaptive=adaptive,
+                     threads_per_worker=threads_per_worker, timeout=timeout)
     cluster: Any = None
     client: Any = None  # a distributed.Client
     if target == "local":
@@ -232,6 +236,51 @@ def connect(target: str = "local", *, workers: int | None = None,
         close(client)
         raise
     return client
+
+
+def _whole(name: str, value: object, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        raise ParameterError(f"{name}={value!r} must be a whole number >= {low}.")
+    return int(value)
+
+
+def _check_arguments(target: object, *, workers: object, worker_memory: object,
+                     adaptive: object, threads_per_worker: object, timeout: object) -> None:
+    """Refuse arguments of :func:`connect` that cannot make a cluster, with their range."""
+    if not isinstance(target, str) or not target.strip():
+        raise ParameterError(f"target={target!r}: use 'local', 'gateway', a Dask-Gateway URL "
+                             "(http(s)://...) or a scheduler address (tcp://host:port).")
+    if workers is not None:
+        _whole("workers", workers, 1)
+    if threads_per_worker is not None:
+        _whole("threads_per_worker", threads_per_worker, 1)
+    if adaptive is not None:
+        if (not isinstance(adaptive, tuple | list) or len(adaptive) != 2):
+            raise ParameterError(f"adaptive={adaptive!r} must be (minimum, maximum) workers.")
+        low = _whole("adaptive minimum", adaptive[0], 0)
+        high = _whole("adaptive maximum", adaptive[1], 1)
+        if low > high:
+            raise ParameterError(f"adaptive={tuple(adaptive)}: the minimum is above the "
+                                 "maximum; give (minimum, maximum) with minimum <= maximum.")
+    if worker_memory is not None:
+        from dask.utils import parse_bytes
+
+        try:
+            size = (float(worker_memory) if isinstance(worker_memory, int | float)
+                    and not isinstance(worker_memory, bool)
+                    else float(parse_bytes(str(worker_memory))))
+        except (TypeError, ValueError):
+            size = math.nan
+        if not math.isfinite(size) or size <= 0:
+            raise ParameterError(f"worker_memory={worker_memory!r} must be a positive size, "
+                                 "e.g. '4GiB' (or a number: bytes locally, GiB on a "
+                                 "Dask-Gateway).")
+    try:
+        seconds = float(timeout)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        seconds = math.nan
+    if isinstance(timeout, bool) or not math.isfinite(seconds) or seconds <= 0:
+        raise ParameterError(f"timeout={timeout!r} must be a positive number of seconds.")
 
 
 def close(client: Any) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
 
@@ -23,15 +23,19 @@ import numpy as np
 import xarray as xr
 from odc.geo.geobox import GeoBox
 
+from .._limits import check_size, resolve_max_pixels
 from ..covariates.landcover import worldcover_for
+from ..cube import readplan as _read
 from ..cube.windows import FlatGraph
 from ..errors import BandError, ParameterError, ThresholdError
 from ..sources.resources import DLR_THRESHOLD_URL, THRESHOLD_ENV
 from ..sources.sentinel2 import REFLECTANCE_BANDS, SCL
+from . import block_kernels as _bk
 from . import kernels as _kernels
 from . import masks as _masks
 from .engine import BAND_PRODUCTS, Params
-from .graph import DEFAULT_TASK_MEMORY, Planned, block_graph, flatten, planned
+from .graph import DEFAULT_TASK_MEMORY, Planned, auto_block, block_graph, flatten, planned
+from .masks import check_number
 from .threshold import Threshold, ThresholdLike, as_threshold, on_grid, threshold_array
 
 __all__ = [
@@ -75,6 +79,7 @@ def observations(
     worldcover: xr.DataArray | None = None,
     max_sun_zenith: float = 70.0,
     buffer_m: float = 100.0,
+    max_pixels: float | None = None,
 ) -> xr.Dataset:
     """Per-observation SCMaP quantities, lazily: ``PVIR2``, ``valid`` and ``bare`` (before
     the NMAD outlier test) over ``(time, y, x)``. For inspecting bare dates of fields.
@@ -83,6 +88,11 @@ def observations(
     and ``bare`` follows the same rule as the composite (:func:`kernels.observe`).
     """
     _check_cube(cube)
+    n_t, ny, nx = (int(cube.sizes[d]) for d in ("time", "y", "x"))
+    check_size("the observations", shape={"time": n_t, "y": ny, "x": nx},
+               nbytes=float(n_t) * ny * nx * 6,  # PVIR2 (float32), valid and bare (bool)
+               tasks=3 * int(getattr(cube["SCL"].data, "npartitions", 1)),
+               max_pixels=resolve_max_pixels(max_pixels))
     geobox = cube.odc.geobox
     thr = threshold_array(as_threshold(threshold, geobox), geobox)
     wc = _check_worldcover(worldcover, cube)
@@ -109,14 +119,65 @@ def _check_cube(cube: xr.Dataset) -> None:
             raise ParameterError(f"the cube has no '{dim}' dimension; use cup4soil.load_s2.")
 
 
-def _check_param(name: str, value: float, *, minimum: float = 0.0) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ParameterError(f"{name}={value!r} is not a number.") from None
-    if not math.isfinite(v) or v < minimum:
-        raise ParameterError(f"{name}={value} must be a finite number >= {minimum}.")
-    return v
+def _check_whole(name: str, value: object, *, low: int, what: str) -> int:
+    """``value`` as a whole number >= ``low`` (not a bool, not NaN)."""
+    ok = not isinstance(value, bool) and isinstance(value, (int, float, np.integer,
+                                                             np.floating))
+    v = float(value) if ok else math.nan  # type: ignore[arg-type]
+    if not ok or not math.isfinite(v) or v != int(v) or v < low:
+        raise ParameterError(f"{name}={value!r} must be {what}: a whole number >= {low}.")
+    return int(v)
+
+
+def _check_chunks(chunks: object) -> dict[str, int] | None:
+    """Spatial block sizes given to :func:`composite`, checked."""
+    if chunks is None:
+        return None
+    if not isinstance(chunks, Mapping):
+        raise ParameterError(f"chunks={chunks!r} must be a dict of pixel counts, e.g. "
+                             "{'y': 512, 'x': 512}.")
+    unknown = sorted(set(chunks) - {"y", "x"})
+    if unknown:
+        raise ParameterError(f"chunks has unknown dimensions {unknown}; use y and x.")
+    return {str(k): _check_whole(f"chunks[{k!r}]", v, low=1, what="a block size in pixels")
+            for k, v in chunks.items()}
+
+
+def _check_products(products: Sequence[str] | str | None) -> tuple[str, ...]:
+    if isinstance(products, str):
+        products = [products]  # one product by name
+    chosen = tuple(products) if products is not None else PRODUCTS
+    unknown = [p for p in chosen if p not in PRODUCTS]
+    if unknown or not chosen:
+        raise ParameterError(
+            f"products={list(chosen)}: choose from {', '.join(PRODUCTS)}."
+        )
+    return chosen
+
+
+def _check_composite_size(cube: xr.Dataset, chunks: dict[str, int] | None, task_memory: int,
+                          products: Sequence[str], max_pixels: float | None) -> None:
+    """The size guard of a composite (:mod:`cup4soil._limits`), before any graph is made:
+    the observations its blocks read, and the tasks of its blocks (plus the cube's own
+    graph when it is not read through a read plan: that graph is materialised)."""
+    n_t, ny, nx = (int(cube.sizes[d]) for d in ("time", "y", "x"))
+    if chunks:
+        by_, bx_ = chunks.get("y", ny), chunks.get("x", nx)
+    else:
+        by_ = bx_ = auto_block(n_t, (ny, nx), task_memory)
+    blocks = math.ceil(ny / by_) * math.ceil(nx / bx_)
+    tasks = blocks * (1 + len(products))
+    scl = cube["SCL"].data
+    if hasattr(scl, "npartitions") and _read.plan_of(scl) is None:
+        tasks += sum(int(getattr(cube[b].data, "npartitions", 1))
+                     for b in (*REFLECTANCE_BANDS, SCL))
+    res = cube.odc.geobox.resolution.x if cube.odc.geobox is not None else None
+    check_size("the composite", shape={"time": n_t, "y": ny, "x": nx},
+               nbytes=float(n_t) * ny * nx * (2 * len(REFLECTANCE_BANDS) + 1), tasks=tasks,
+               max_pixels=resolve_max_pixels(max_pixels),
+               resolution=abs(float(res)) if res is not None else None,
+               chunks_hint="larger blocks (chunks={'y': ..., 'x': ...} or a larger "
+                           "task_memory=)")
 
 
 def composite(
@@ -134,6 +195,7 @@ def composite(
     buffer_m: float = 100.0,
     chunks: dict[str, int] | None = None,
     task_memory: int = DEFAULT_TASK_MEMORY,
+    max_pixels: float | None = None,
 ) -> xr.Dataset:
     """SCMaP bare-soil composites of a harmonised Sentinel-2 cube (lazy).
 
@@ -141,8 +203,11 @@ def composite(
     ----------
     cube
         Dataset from :func:`cup4soil.load_s2`: B02 ... B12 and SCL over ``(time, y, x)``,
-        uint16 DN on the pre-04.00 scale, nodata 0; an ``sza`` coordinate (degrees, per time)
-        enables the sun-zenith limit.
+        uint16 DN on the pre-04.00 scale, nodata 0; a sun zenith angle enables the
+        sun-zenith limit: ``sza`` (degrees) as a coordinate or data variable, per time step
+        ``(time,)`` or per pixel ``(time, y, x)``, or any spelling of
+        :data:`cup4soil.masks.SUN_ZENITH_NAMES` / :data:`~cup4soil.masks.SUN_ELEVATION_NAMES`
+        (:func:`cup4soil.masks.sun_zenith`); one it cannot read is refused.
     threshold
         PVIR2 threshold: a float, a DataArray, a raster path/URL, or ``"dlr-europe"`` (DLR's
         regional raster, fetched once into ``~/.cache/cup4soil``, or read from the file named
@@ -156,22 +221,28 @@ def composite(
         Where ``worldcover="auto"`` finds ESA WorldCover (a named catalog or the path/URL of
         a static catalog, e.g. the sample archive's).
     nmad_sigma, mref_nmad_sigma
-        Outlier factor of the NMAD test on B02 for the bare (SRC) and valid (MREF) sets.
+        Outlier factor of the NMAD test on B02 for the bare (SRC) and valid (MREF) sets,
+        >= 0.
     min_bare
-        Fewest bare observations for a pixel to get SRC and BSC (default 3).
+        Fewest bare observations for a pixel to get SRC and BSC (default 3), >= 1.
     products
         Subset of :data:`PRODUCTS`; the MREF pass is skipped when not asked for.
     by
         ``"year"``: per-calendar-year products with a ``year`` dimension.
     max_sun_zenith
-        Observations with a larger sun zenith angle, degrees, are invalid.
+        Observations with a larger sun zenith angle, degrees (0..90), are invalid.
     buffer_m
-        Cloud/shadow/cirrus buffer, metres.
+        Cloud/shadow/cirrus buffer, metres (0..10 000).
     chunks
         Spatial block, e.g. ``{"y": 512, "x": 512}``; default: from the number of scenes and
         ``task_memory``.
     task_memory
-        Memory budget of one block task, bytes.
+        Memory budget of one block task, bytes (at least 1 MiB).
+    max_pixels
+        Most pixel observations (time x y x of the cube) one call composites; default
+        :data:`cup4soil._limits.DEFAULT_MAX_PIXELS`. Larger composites, and those of more
+        than a million tasks, are refused before any graph is made (``math.inf``: no
+        limit).
 
     Returns
     -------
@@ -187,20 +258,30 @@ def composite(
             "the cube has one time step; SCMaP composites a time series. Search a longer "
             "time range (DLR uses five years)."
         )
-    nmad_sigma = _check_param("nmad_sigma", nmad_sigma)
-    mref_nmad_sigma = _check_param("mref_nmad_sigma", mref_nmad_sigma)
-    max_sun_zenith = _check_param("max_sun_zenith", max_sun_zenith)
-    buffer_m = _check_param("buffer_m", buffer_m)
-    if int(min_bare) != min_bare or min_bare < 1:
-        raise ParameterError(f"min_bare={min_bare} must be a whole number >= 1.")
-    chosen = tuple(products) if products is not None else PRODUCTS
-    unknown = [p for p in chosen if p not in PRODUCTS]
-    if unknown or not chosen:
+    if cube.sizes["time"] > _bk.MAX_OBSERVATIONS:
         raise ParameterError(
-            f"products={list(chosen)}: choose from {', '.join(PRODUCTS)}."
+            f"the cube has {cube.sizes['time']} time steps; a composite counts at most "
+            f"{_bk.MAX_OBSERVATIONS} observations per pixel (VPC is uint16). Composite "
+            "shorter time ranges (by='year') and combine them."
         )
+    # 0 is allowed (DLR's openEO process takes it: only observations at the median pass)
+    nmad_sigma = check_number("nmad_sigma", nmad_sigma, low=0.0,
+                              what="an outlier factor (DLR uses 3)")
+    mref_nmad_sigma = check_number("mref_nmad_sigma", mref_nmad_sigma, low=0.0,
+                                   what="an outlier factor (DLR uses 4)")
+    max_sun_zenith = check_number("max_sun_zenith", max_sun_zenith, low=0.0, high=90.0,
+                                  what="an angle in degrees (DLR uses 70)")
+    buffer_m = check_number("buffer_m", buffer_m, low=0.0, high=_masks.MAX_BUFFER_M,
+                            what="a distance in metres (DLR uses 100)")
+    min_bare = _check_whole("min_bare", min_bare, low=1, what="a number of observations")
+    task_memory = _check_whole("task_memory", task_memory, low=2**20,
+                               what="bytes per block task (default 192 MiB)")
+    chunks = _check_chunks(chunks)
+    chosen = _check_products(products)
     if by not in (None, "year"):
         raise ParameterError(f"by={by!r} is unknown; use None or 'year'.")
+    _check_composite_size(cube, chunks, task_memory, chosen, max_pixels)
+    cube = _masks.sun_zenith(cube)
     geobox = cube.odc.geobox
     if geobox is None:
         raise ParameterError("the cube has no CRS/grid; build it with cup4soil.load_s2.")
@@ -265,13 +346,63 @@ def _check_worldcover(worldcover: xr.DataArray | str | os.PathLike[str] | None, 
         return worldcover_for(worldcover, cube.odc.geobox, catalog=catalog)
     if not isinstance(worldcover, xr.DataArray) or worldcover.dims != ("y", "x"):
         raise ParameterError("worldcover must be a (y, x) DataArray of ESA WorldCover classes.")
+    if "x" not in worldcover.coords or "y" not in worldcover.coords:
+        raise ParameterError(
+            "worldcover has no x/y coordinates, so nothing says where its pixels are. Give "
+            "it the cube's grid: worldcover.odc.reproject(cube.odc.geobox, "
+            "resampling='nearest') from a georeferenced raster.")
     if not on_grid(worldcover, cube.odc.geobox):
         raise ParameterError(
-            f"worldcover is on another grid ({worldcover.sizes['y']} x {worldcover.sizes['x']} "
-            f"px) than the cube ({cube.sizes['y']} x {cube.sizes['x']} px). Reproject it with "
-            "worldcover.odc.reproject(cube.odc.geobox, resampling='nearest')."
+            f"worldcover is on another grid than the cube: {_grid_difference(worldcover, cube)}"
+            ". Reproject it with worldcover.odc.reproject(cube.odc.geobox, "
+            "resampling='nearest')."
         )
     return worldcover
+
+
+def _distance(metres: float) -> str:
+    """``1 km``, ``250 m``, ``0.5 m``."""
+    m = abs(metres)
+    return f"{m / 1000:.4g} km" if m >= 1000 else f"{m:.4g} m"
+
+
+def _grid_difference(da: xr.DataArray, cube: xr.Dataset) -> str:
+    """How the grid of a (y, x) array differs from the cube's: CRS, size, pixel size,
+    shift -- what a user needs to see to fix it."""
+    parts = []
+    theirs = da.odc.geobox if da.odc.crs is not None else None
+    ours = cube.odc.geobox
+    if theirs is not None and ours is not None and theirs.crs != ours.crs:
+        parts.append(f"it is in {theirs.crs}, the cube in {ours.crs}")
+    h, w = da.sizes["y"], da.sizes["x"]
+    big_h, big_w = cube.sizes["y"], cube.sizes["x"]
+    xs, ys = np.asarray(da.x.values, float), np.asarray(da.y.values, float)
+    cx, cy = np.asarray(cube.x.values, float), np.asarray(cube.y.values, float)
+
+    def step(v: np.ndarray) -> float:
+        return float(abs(v[1] - v[0])) if v.size > 1 else math.nan
+
+    rx, cube_rx = step(xs), step(cx)
+    if (h, w) != (big_h, big_w):
+        parts.append(f"{h} x {w} px against the cube's {big_h} x {big_w} px")
+    if math.isfinite(rx) and math.isfinite(cube_rx) and not math.isclose(rx, cube_rx,
+                                                                          rel_tol=1e-6):
+        parts.append(f"pixel size {rx:g} against the cube's {cube_rx:g}")
+    elif xs.size and ys.size and cx.size and cy.size:
+        dx, dy = float(xs[0] - cx[0]), float(ys[0] - cy[0])
+        if dx or dy:
+            moves = []
+            if dx:
+                moves.append(f"{_distance(dx)} {'east' if dx > 0 else 'west'}")
+            if dy:
+                moves.append(f"{_distance(dy)} {'north' if dy > 0 else 'south'}")
+            total = math.hypot(dx, dy)
+            size = ("same size and pixel size" if (h, w) == (big_h, big_w)
+                    else "same pixel size")
+            unit = "degrees" if ours is not None and ours.crs.geographic else "m"
+            parts.append(f"shifted by {_distance(total)} ({' and '.join(moves)}; "
+                         f"{size}, {big_h} x {big_w} px of {cube_rx:g} {unit})")
+    return "; ".join(parts) or "its coordinates differ from the cube's"
 
 
 def _composite_one(

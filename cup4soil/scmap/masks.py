@@ -22,12 +22,101 @@ from ..errors import BandError, ParameterError
 from ..sources import sentinel2 as _s2meta
 from . import kernels as _kernels
 
-__all__ = ["cloud_buffer_pixels", "valid", "valid_pixel_count"]
+__all__ = ["SUN_ELEVATION_NAMES", "SUN_ZENITH_NAMES", "cloud_buffer_pixels", "sun_zenith",
+           "valid", "valid_pixel_count"]
+
+#: Names of a sun zenith angle in a user's cube (coordinate or data variable, per time step
+#: ``(time,)`` or per pixel ``(time, y, x)``), besides a variable whose ``standard_name``
+#: is CF's ``solar_zenith_angle``. Degrees, or radians if its ``units`` say so.
+SUN_ZENITH_NAMES: tuple[str, ...] = (
+    "sza", "SZA", "sun_zenith", "solar_zenith", "sun_zenith_angle", "solar_zenith_angle",
+    "mean_solar_zenith", "s2:mean_solar_zenith",
+)
+#: Names of a sun elevation angle (zenith = 90 - elevation), or CF's
+#: ``solar_elevation_angle`` as ``standard_name``.
+SUN_ELEVATION_NAMES: tuple[str, ...] = (
+    "sun_elevation", "solar_elevation", "sun_elevation_angle", "solar_elevation_angle",
+    "view:sun_elevation",
+)
+_RADIANS = ("rad", "radian", "radians")
 
 #: Bits of the observation codes :func:`observe_lazy` makes when given a threshold.
 VALID_BIT, BARE_BIT = np.uint8(1), np.uint8(2)
 #: What ``map_blocks`` tells a block function about the blocks (``None``: the output's).
 BlockInfo: TypeAlias = dict[int | None, dict[str, Any]]
+
+
+def _sun_angles(cube: xr.Dataset) -> list[tuple[str, bool]]:
+    """``(name, is_elevation)`` of every sun-angle variable or coordinate of ``cube``."""
+    found = []
+    for name, var in [*cube.coords.items(), *cube.data_vars.items()]:
+        standard = str(var.attrs.get("standard_name", ""))
+        if name in SUN_ZENITH_NAMES or standard == "solar_zenith_angle":
+            found.append((str(name), False))
+        elif name in SUN_ELEVATION_NAMES or standard == "solar_elevation_angle":
+            found.append((str(name), True))
+    return found
+
+
+def sun_zenith(cube: xr.Dataset) -> xr.Dataset:
+    """``cube`` with its sun angle as SCMaP reads it: ``sza`` in degrees, a coordinate
+    ``(time,)`` per time step or a data variable ``(time, y, x)`` per pixel.
+
+    Any spelling of :data:`SUN_ZENITH_NAMES` or :data:`SUN_ELEVATION_NAMES` (or a CF
+    ``standard_name``), as coordinate or data variable, is honoured: elevations become
+    zeniths, radians (``units``) become degrees. What cannot be read as a sun zenith is
+    refused, never ignored.
+
+    Raises
+    ------
+    ParameterError
+        Several sun-angle variables, one over other dimensions than ``(time,)`` or
+        ``(time, y, x)``, or per-time angles outside 0..180 degrees.
+    """
+    found = _sun_angles(cube)
+    if not found:
+        return cube
+    if len(found) > 1:
+        raise ParameterError(
+            f"the cube has several sun angles ({', '.join(n for n, _ in found)}); keep one "
+            "(drop the others with cube.drop_vars([...])) so that SCMaP knows which limits "
+            "the observations.")
+    name, elevation = found[0]
+    var = cube[name]
+    time_dim = "time"
+    if set(var.dims) == {time_dim}:
+        per_pixel = False
+    elif set(var.dims) == {time_dim, "y", "x"}:
+        per_pixel = True
+    else:
+        raise ParameterError(
+            f"the cube's sun angle {name!r} has dimensions {tuple(var.dims)}; SCMaP reads a "
+            "sun zenith per time step (time,) or per pixel (time, y, x). Broadcast or select "
+            "it to one of those, or drop it.")
+    if str(var.attrs.get("units", "")).strip().lower() in _RADIANS:
+        var = var * (180.0 / math.pi)
+    if elevation:
+        var = 90.0 - var
+    var = var.astype("float32") if var.dtype.kind != "f" else var
+    if not per_pixel:
+        if isinstance(var.data, dsa.Array):  # lazy: checked where it is read, not here
+            data: Any = var.data
+        else:
+            values = np.asarray(var.values, dtype="float64")
+            bad = values[np.isfinite(values) & ((values < 0) | (values > 180))]
+            if bad.size:
+                raise ParameterError(
+                    f"the cube's sun angle {name!r} gives zenith angles of {bad[0]:g} "
+                    "degrees, outside 0..180. Give degrees (or units='radian'), as a zenith "
+                    "(0 = sun overhead) or under an elevation name (sun_elevation).")
+            data = values.astype(var.dtype)  # compared in its own float type
+        out = cube.drop_vars(name).assign_coords(sza=(time_dim, data))
+    else:
+        out = cube.drop_vars(name)
+        out["sza"] = var.transpose(time_dim, "y", "x").variable
+    out["sza"].attrs.update(units="degree", long_name="sun zenith angle",
+                            source=name if name != "sza" else "sza")
+    return out
 
 
 def _resolution(cube: xr.Dataset | xr.DataArray) -> float:
@@ -40,6 +129,35 @@ def _resolution(cube: xr.Dataset | xr.DataArray) -> float:
         raise ParameterError("cannot tell the pixel size of a cube one pixel wide without a "
                              "CRS; build it with cup4soil.load_s2.")
     return float(abs(x[1] - x[0]))
+
+
+#: Largest cloud buffer, metres: a wider one would make every block read most of the cube.
+MAX_BUFFER_M = 10_000.0
+
+
+def check_number(name: str, value: object, *, low: float, high: float = math.inf,
+                 what: str = "a number", low_open: bool = False) -> float:
+    """``value`` as a finite float within ``[low, high]`` (``(low, high]`` with
+    ``low_open``).
+
+    Raises
+    ------
+    ParameterError
+        Not a number, NaN or infinite, or outside the range; the message gives the range.
+    """
+    bad = isinstance(value, bool)
+    try:
+        v = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        bad = True
+        v = math.nan
+    inside = (v > low if low_open else v >= low) and v <= high
+    if bad or not math.isfinite(v) or not inside:
+        left = "(" if low_open else "["
+        right = "]" if math.isfinite(high) else ")"
+        top = f"{high:g}" if math.isfinite(high) else "inf"
+        raise ParameterError(f"{name}={value!r} must be {what} in {left}{low:g}, {top}{right}.")
+    return v
 
 
 def cloud_buffer_pixels(resolution: float, buffer_m: float = 100.0) -> int:
@@ -161,8 +279,11 @@ def observe_lazy(
     if "SCL" not in cube:
         raise BandError("the cube has no SCL band, which the validity mask needs. Load it with "
                         "bands=[..., 'SCL'].")
-    if buffer_m < 0 or not math.isfinite(buffer_m):
-        raise ParameterError(f"buffer_m={buffer_m} must be a non-negative distance in metres.")
+    buffer_m = check_number("buffer_m", buffer_m, low=0.0, high=MAX_BUFFER_M,
+                            what="a distance in metres (DLR uses 100)")
+    max_sun_zenith = check_number("max_sun_zenith", max_sun_zenith, low=0.0, high=90.0,
+                                  what="an angle in degrees (DLR uses 70)")
+    cube = sun_zenith(cube)
     refl = [b for b in (bands or _s2meta.REFLECTANCE_BANDS) if b in cube]
     if not refl:
         raise BandError("the cube has no reflectance band to tell nodata from data.")

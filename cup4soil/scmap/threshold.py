@@ -32,6 +32,8 @@ __all__ = [
     "as_threshold", "on_grid", "read_raster", "threshold_array",
 ]
 
+#: The values PVIR2 = NDVI + NBR can take: a threshold outside cannot mean anything.
+PVIR2_RANGE = (-2.0, 2.0)
 #: What users may pass as a threshold: a PVIR2 value, a DataArray (on the cube grid, or with
 #: a CRS to be reprojected), a raster path/URL, or ``"dlr-europe"`` (DLR's raster).
 ThresholdLike: TypeAlias = "float | str | os.PathLike[str] | xr.DataArray"
@@ -182,6 +184,11 @@ def as_threshold(threshold: ThresholdLike, geobox: GeoBox) -> Threshold:
     if isinstance(threshold, (int, float)) and not isinstance(threshold, bool):
         if not math.isfinite(threshold):
             raise ParameterError(f"threshold={threshold} must be a finite PVIR2 value.")
+        if not PVIR2_RANGE[0] <= threshold <= PVIR2_RANGE[1]:
+            raise ParameterError(
+                f"threshold={threshold} is outside PVIR2's range [{PVIR2_RANGE[0]:g}, "
+                f"{PVIR2_RANGE[1]:g}] (PVIR2 = NDVI + NBR); DLR's regional thresholds for "
+                "Europe lie between about -0.1 and 0.55.")
         return ConstantThreshold(float(threshold))
     if isinstance(threshold, xr.DataArray):
         if on_grid(threshold, geobox):
@@ -199,6 +206,13 @@ def as_threshold(threshold: ThresholdLike, geobox: GeoBox) -> Threshold:
                   else threshold)
         raster = read_raster(source)
         raster.check_covers(geobox)
+        finite = raster.data[np.isfinite(raster.data)]
+        if finite.size and (finite.min() < PVIR2_RANGE[0] or finite.max() > PVIR2_RANGE[1]):
+            raise ThresholdError(
+                f"the threshold raster {source} holds values from {finite.min():g} to "
+                f"{finite.max():g}, outside PVIR2's range [{PVIR2_RANGE[0]:g}, "
+                f"{PVIR2_RANGE[1]:g}] (PVIR2 = NDVI + NBR): is it another index, or scaled? "
+                "Give PVIR2 thresholds, with the raster's nodata set.")
         return raster
     raise ParameterError(
         f"threshold={threshold!r} is not a float, a DataArray, a raster path/URL or "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any, TypeAlias
 
 import shapely
+import shapely.affinity
 import shapely.geometry
 from shapely.geometry.base import BaseGeometry
 
@@ -58,15 +60,116 @@ def parse_aoi(aoi: AOILike) -> BaseGeometry:
         )
     if geom.is_empty:
         raise AOIError(f"the AOI {_short(aoi)} is empty. Give a geometry with coordinates.")
-    if not geom.is_valid:
-        geom = shapely.make_valid(geom)
     w, s, e, n = geom.bounds
-    if w < -180 or e > 180 or s < -90 or n > 90:
+    if not all(math.isfinite(v) for v in (w, s, e, n)):
+        raise AOIError(f"the AOI {_short(aoi)} has coordinates that are not finite numbers "
+                       "(NaN or infinity). Give lon/lat degrees.")
+    if s < -90 or n > 90 or w < -360 or e > 360 or e - w > 360:
         raise AOIError(
             f"the AOI bounds {tuple(round(v, 4) for v in geom.bounds)} are not longitude/latitude "
             "degrees. Reproject the geometry to EPSG:4326 (lon/lat) first."
         )
+    geom = _split_at_antimeridian(geom)
+    if not geom.is_valid:
+        geom = shapely.make_valid(geom)
+    if geom.is_empty or (geom.geom_type.endswith("Polygon") and geom.area == 0):
+        raise AOIError(f"the AOI {_short(aoi)} is empty (a polygon without area). Give a "
+                       "geometry with coordinates.")
     return geom
+
+
+# ---------------------------------------------------------------------------- antimeridian
+
+#: Parts of an AOI on the other side of the antimeridian are shifted by a whole turn.
+_TURN = 360.0
+
+
+def _unwrap_ring(coords: Sequence[Sequence[float]], ref: float | None = None
+                 ) -> list[tuple[float, ...]]:
+    """A ring or line without jumps of more than 180 degrees of longitude between
+    consecutive vertices (each vertex shifted by whole turns towards its predecessor), as
+    GeoJSON's edges near the antimeridian mean the short way round (RFC 7946, 3.1.9)."""
+    out: list[tuple[float, ...]] = []
+    prev = ref
+    for c in coords:
+        lon = float(c[0])
+        if prev is not None:
+            lon -= _TURN * round((lon - prev) / _TURN)
+        out.append((lon, *(float(v) for v in c[1:])))
+        prev = lon
+    return out
+
+
+def _unwrap(geom: BaseGeometry) -> BaseGeometry:
+    """``geom`` with every ring and line made continuous in longitude (see _unwrap_ring)."""
+    kind = geom.geom_type
+    if kind == "Polygon":
+        shell = _unwrap_ring(geom.exterior.coords)
+        holes = [_unwrap_ring(r.coords, shell[0][0]) for r in geom.interiors]
+        return shapely.geometry.Polygon(shell, holes)
+    if kind == "LineString":
+        return shapely.geometry.LineString(_unwrap_ring(geom.coords))
+    if kind in ("MultiPolygon", "MultiLineString", "MultiPoint", "GeometryCollection"):
+        return type(geom)([_unwrap(g) for g in geom.geoms])
+    return geom
+
+
+def _split_at_antimeridian(geom: BaseGeometry) -> BaseGeometry:
+    """``geom`` in -180..180 degrees of longitude, cut into parts at the antimeridian.
+
+    A polygon whose edges jump by more than 180 degrees (179 -> -179) crosses the
+    antimeridian; so does one given with longitudes beyond 180. Its parts on either side
+    become one MultiPolygon (as RFC 7946 asks), never a band round the world.
+    """
+    unwrapped = _unwrap(geom)
+    w, _, e, _ = unwrapped.bounds
+    if w >= -180 and e <= 180:
+        return unwrapped if unwrapped.is_valid else geom
+    if e - w > _TURN:
+        raise AOIError(
+            f"the AOI spans {e - w:.1f} degrees of longitude: more than the whole world. "
+            "Give lon/lat degrees, and split areas that cross the antimeridian at +-180.")
+    parts = []
+    for shift in (-_TURN, 0.0, _TURN):
+        window = shapely.geometry.box(-180 - shift, -90, 180 - shift, 90)
+        piece = unwrapped.intersection(window)
+        if not piece.is_empty:
+            parts.append(shapely.affinity.translate(piece, xoff=shift))
+    return shapely.union_all(parts)
+
+
+def crosses_antimeridian(geom: BaseGeometry) -> bool:
+    """Whether ``geom`` (lon/lat, split as :func:`parse_aoi` splits) has parts on both
+    sides of the antimeridian that meet there."""
+    w, _, e, _ = geom.bounds
+    if w > -179.999999 or e < 179.999999:
+        return False
+    parts = list(getattr(geom, "geoms", [geom]))
+    west = [p for p in parts if p.bounds[0] <= -179.999999]
+    east = [p for p in parts if p.bounds[2] >= 179.999999]
+    return bool(west and east) and not any(p in east for p in west)
+
+
+def unwrapped_bounds(geom: BaseGeometry) -> tuple[float, float, float, float]:
+    """``(west, south, east, north)`` of ``geom``; for an area across the antimeridian,
+    ``west > east`` (STAC's convention), e.g. ``(179.5, -17, -179.5, -16)``."""
+    if not crosses_antimeridian(geom):
+        w, s, e, n = geom.bounds
+        return w, s, e, n
+    shifted = shifted_east(geom)
+    w, s, e, n = shifted.bounds
+    return w, s, e - _TURN if e > 180 else e, n
+
+
+def shifted_east(geom: BaseGeometry) -> BaseGeometry:
+    """``geom`` with its parts west of the antimeridian shifted by +360 degrees, so that an
+    area across the antimeridian is in one piece (longitudes up to 540): for its centre, its
+    extent. Unchanged if it does not cross."""
+    if not crosses_antimeridian(geom):
+        return geom
+    parts = [shapely.affinity.translate(p, xoff=_TURN) if p.bounds[2] <= 0 else p
+             for p in getattr(geom, "geoms", [geom])]
+    return shapely.union_all(parts)
 
 
 def _short(obj: object, limit: int = 80) -> str:
@@ -81,10 +184,19 @@ def _bbox_to_geometry(bbox: Sequence[Any]) -> BaseGeometry:
         raise AOIError(
             f"the AOI {_short(bbox)} is not a bbox of four numbers (west, south, east, north)."
         ) from None
+    if not all(math.isfinite(v) for v in (w, s, e, n)):
+        raise AOIError(f"the bbox {tuple(bbox)} has values that are not finite numbers (NaN "
+                       "or infinity). Give (west, south, east, north) in degrees.")
+    if w > e and -180 <= e < w <= 180 and s < n and e + _TURN - w <= 180:
+        # STAC and GeoJSON bboxes with west > east cross the antimeridian (RFC 7946, 5.2):
+        # the two sides, not the 359 degrees in between.
+        return shapely.geometry.MultiPolygon([shapely.geometry.box(w, s, 180, n),
+                                              shapely.geometry.box(-180, s, e, n)])
     if not (w < e and s < n):
         raise AOIError(
             f"the bbox {tuple(bbox)} is empty or reversed: expected (west, south, east, north) "
-            "with west < east and south < north."
+            "with west < east and south < north (west > east only for a bbox that crosses "
+            "the antimeridian, at most 180 degrees wide)."
         )
     return shapely.geometry.box(w, s, e, n)
 
@@ -123,7 +235,8 @@ def _aoi_from_text_or_file(text: str) -> BaseGeometry:
             return _geojson_to_geometry(json.loads(stripped))
         except json.JSONDecodeError as exc:
             raise AOIError(f"the AOI is not valid GeoJSON text ({exc}).") from None
-    if re.fullmatch(r"\s*-?[\d.]+\s*(,\s*-?[\d.]+\s*){3}", stripped):
+    if re.fullmatch(r"\s*[-+]?[\d.]+(e[-+]?\d+)?\s*(,\s*[-+]?[\d.]+(e[-+]?\d+)?\s*){3}",
+                    stripped, flags=re.IGNORECASE):
         return _bbox_to_geometry(stripped.split(","))
     path = Path(text).expanduser()
     if path.is_file():

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import os
+import re
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -24,7 +26,7 @@ from shapely.geometry.base import BaseGeometry
 
 from ..errors import AOIError, BandError, CatalogError, NoItemsError, ParameterError
 from . import sentinel2 as _s2meta
-from .aoi import AOILike, TimeLike, format_time_range, parse_aoi, parse_time
+from .aoi import AOILike, TimeLike, format_time_range, parse_aoi, parse_time, unwrapped_bounds
 
 if TYPE_CHECKING:
     import pystac_client
@@ -150,15 +152,14 @@ def search(
     """
     geom = parse_aoi(aoi)
     start, end = parse_time(time)
-    if max_cloud_cover is not None and not 0 <= float(max_cloud_cover) <= 100:
-        raise ParameterError(
-            f"max_cloud_cover={max_cloud_cover} is not a percentage. Give a value in [0, 100] "
-            "or None to disable the filter."
-        )
-    if limit is not None and int(limit) < 1:
-        raise ParameterError(f"limit={limit} must be a positive number of items, or None.")
+    max_cloud_cover = _check_cloud_cover(max_cloud_cover)
+    limit = _check_limit(limit)
     if isinstance(collections, str):
         collections = [collections]
+    if collections is not None and (not all(isinstance(c, str) and c for c in collections)
+                                    or not collections):
+        raise ParameterError(f"collections={collections!r} must be collection names "
+                             "(strings), or None for the catalog's Sentinel-2 L2A.")
 
     target = os.fspath(catalog)
     named = _resolve_named(target)
@@ -209,9 +210,70 @@ def search(
     return result
 
 
+def _check_cloud_cover(value: object) -> float | None:
+    if value is None:
+        return None
+    try:
+        v = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        v = math.nan
+    if isinstance(value, bool) or not 0 <= v <= 100:
+        raise ParameterError(
+            f"max_cloud_cover={value!r} is not a percentage. Give a value in [0, 100] "
+            "or None to disable the filter."
+        )
+    return v
+
+
+def _check_limit(value: object) -> int | None:
+    if value is None:
+        return None
+    number = float(value) if isinstance(value, int | float) and not isinstance(
+        value, bool) else math.nan
+    if not math.isfinite(number) or number != int(number) or number < 1:
+        raise ParameterError(f"limit={value!r} must be a positive whole number of items, or "
+                             "None.")
+    return int(number)
+
+
 def _fmt_bounds(geom: BaseGeometry) -> str:
-    w, s, e, n = geom.bounds
+    w, s, e, n = unwrapped_bounds(geom)  # west > east across the antimeridian
     return f"lon {w:.4f}..{e:.4f}, lat {s:.4f}..{n:.4f}"
+
+
+def _failure(exc: BaseException) -> str:
+    """What went wrong reaching a catalog, in a few words, from a dependency's exception
+    and those it was raised from (urllib3, requests, pystac, pystac-client)."""
+    chain: list[BaseException] = []
+    node: BaseException | None = exc
+    while node is not None and node not in chain:
+        chain.append(node)
+        node = node.__cause__ or node.__context__
+    text = " | ".join(f"{type(e).__name__}: {e}" for e in chain)
+    if any(isinstance(e, json.JSONDecodeError) for e in chain) or "JSONDecodeError" in text:
+        return ("the answer is not JSON (a web page or another file?), so this is not a STAC "
+                "catalog or API")
+    for e in chain:
+        code = getattr(e, "status_code", None) or getattr(e, "code", None) or getattr(
+            getattr(e, "response", None), "status_code", None)
+        if isinstance(code, int) and 400 <= code <= 599:
+            what = {401: "it needs credentials", 403: "access is forbidden",
+                    404: "nothing is there"}.get(code, "the server failed" if code >= 500
+                                                 else "the request was refused")
+            return f"HTTP {code}: {what}"
+    if re.search(r"refused", text, re.IGNORECASE):
+        return "the connection was refused (no server at that address)"
+    if re.search(r"Name or service not known|nodename nor servname|getaddrinfo|"
+                 r"Failed to resolve|Temporary failure in name resolution", text, re.IGNORECASE):
+        return "the host name does not resolve"
+    if re.search(r"timed out|timeout", text, re.IGNORECASE):
+        return "the connection timed out"
+    if re.search(r"Max retries exceeded|NewConnectionError|ConnectionError|URLError", text):
+        return "the server cannot be reached"
+    if any(isinstance(e, FileNotFoundError) for e in chain):
+        return "no such file"
+    first = f"{type(exc).__name__}: {exc}".splitlines()[0]
+    return first[:200]
 
 
 # ---------------------------------------------------------------------------------- STAC APIs
@@ -260,10 +322,13 @@ def _search_api(
                 **kwargs,
             )
         items = list(found.items())
-    except (requests.RequestException, pystac_client.exceptions.APIError, OSError) as exc:
+    except (requests.RequestException, pystac_client.exceptions.APIError, OSError,
+            ValueError, KeyError, TypeError, pystac.STACError) as exc:
+        # ValueError: an answer that is not JSON (JSONDecodeError) or not STAC.
         raise CatalogError(
-            f"the STAC API at {url} could not be searched ({type(exc).__name__}: {exc}). "
-            "Check the URL and your network connection, or use a static catalog offline."
+            f"the STAC API at {url} could not be searched: {_failure(exc)}. Check the URL "
+            "(the root of a STAC API, e.g. https://earth-search.aws.element84.com/v1) and "
+            "your network connection, or use a static catalog (catalog.json) offline."
         ) from None
     if not items:
         _check_api_coverage(client, collections, geom, url)
@@ -328,10 +393,11 @@ def _check_api_coverage(
 def _read_json(href: str) -> Any:
     try:
         return json.loads(pystac.StacIO.default().read_text(href))
-    except (OSError, json.JSONDecodeError, ValueError) as exc:
+    except Exception as exc:  # pystac raises bare Exception, urllib3 MaxRetryError, ...
         raise CatalogError(
-            f"could not read a STAC document at {href} ({type(exc).__name__}: {exc}). Give the "
-            "path or URL of a catalog.json, collection.json or ItemCollection."
+            f"could not read a STAC document at {href}: {_failure(exc)}. Give the path or URL "
+            "of a catalog.json, collection.json or ItemCollection (and check that its server "
+            "is reachable)."
         ) from None
 
 
@@ -355,11 +421,18 @@ def _static_items(target: str) -> list[pystac.Item]:
         # A plain JSON list of items (how stac-geoparquet and some exports write them).
         doc = {"type": "FeatureCollection", "features": doc}
     if not isinstance(doc, dict):
-        raise CatalogError(f"{href} is not a STAC document (a JSON {type(doc).__name__}).")
+        raise CatalogError(
+            f"{href} holds JSON, but not a STAC document (a JSON {type(doc).__name__}). Give "
+            "the path or URL of a catalog.json, collection.json or ItemCollection.")
     kind = doc.get("type")
     if kind == "FeatureCollection":
-        collection = pystac.ItemCollection.from_dict(doc, preserve_dict=False)
-        items = list(collection.items)
+        try:
+            collection = pystac.ItemCollection.from_dict(doc, preserve_dict=False)
+            items = list(collection.items)
+        except Exception as exc:  # malformed features: pystac's KeyError, STACTypeError ...
+            raise CatalogError(
+                f"the ItemCollection at {href} has features that are not STAC items "
+                f"({type(exc).__name__}: {str(exc)[:200]}). Check the file.") from None
         for it in items:
             # Relative asset hrefs are relative to the ItemCollection file.
             for asset in it.assets.values():
@@ -367,7 +440,11 @@ def _static_items(target: str) -> list[pystac.Item]:
                     asset.href = pystac.utils.make_absolute_href(asset.href, href)
         return items
     if kind == "Feature":
-        item = pystac.Item.from_dict(doc)
+        try:
+            item = pystac.Item.from_dict(doc)
+        except Exception as exc:
+            raise CatalogError(f"the Feature at {href} is not a STAC item ({type(exc).__name__}"
+                               f": {str(exc)[:200]}). Check the file.") from None
         item.set_self_href(href)
         item.make_asset_hrefs_absolute()
         return [item]
@@ -379,13 +456,17 @@ def _static_items(target: str) -> list[pystac.Item]:
                 else []
         except Exception as exc:
             raise CatalogError(
-                f"could not walk the static catalog at {href} ({type(exc).__name__}: {exc})."
+                f"could not walk the static catalog at {href}: a linked document failed "
+                f"({_failure(exc)}). Check that every child and item link of the catalog "
+                "resolves (relative links need the catalog's own folder or URL)."
             ) from None
         for it in items:
             it.make_asset_hrefs_absolute()
         return items
+    what = f"a {kind!r} document" if kind else "a JSON document without a STAC 'type'"
     raise CatalogError(
-        f"{href} is a {kind!r} document, not a STAC Catalog, Collection or ItemCollection."
+        f"{href} is {what}, not a STAC Catalog, Collection or ItemCollection. Give the path "
+        "or URL of a catalog.json, collection.json or ItemCollection."
     )
 
 
