@@ -109,6 +109,10 @@ def test_all_properties_in_one_call(trained, world):
     # the maps follow the truth (mapped units: SOC % -> dg/kg)
     r = np.corrcoef(m["soc_0-30cm_Q0.5"].values.ravel(), truth["soc"].ravel())[0, 1]
     assert r > 0.9
+    from cup4soil.errors import TooLargeError
+
+    with pytest.raises(TooLargeError):
+        model.predict(cov, max_pixels=1000)
     # chunk-invariant and equal to the table prediction
     m2 = model.predict(cov, chunks=50).compute()
     for k in ("soc_0-30cm_Q0.95", "sand_0-30cm_mean"):

@@ -27,6 +27,7 @@ import xarray as xr
 from dask.base import tokenize
 from dask.delayed import delayed
 
+from .._limits import check_size, resolve_max_pixels
 from ..errors import ParameterError, SampleError
 from ..models import PROPERTIES, SoilModel
 from ..models.calibration import conformal_offset, cross_conformal
@@ -158,7 +159,8 @@ class SoilMapModel:
         return pd.DataFrame(cols)
 
     def predict(self, covariates: xr.Dataset, *,
-                chunks: int | Mapping[str, int] | None = None) -> xr.Dataset:
+                chunks: int | Mapping[str, int] | None = None,
+                max_pixels: float | None = None) -> xr.Dataset:
         """Map every property, lazily, in one pass over the covariates.
 
         Parameters
@@ -167,6 +169,9 @@ class SoilMapModel:
             Layers named as :attr:`features` (e.g. :func:`cup4soil.covariates.stack`).
         chunks : int or dict, optional
             Spatial chunk size in pixels (default: the covariates' chunks, or 1024).
+        max_pixels : float, optional
+            Most pixels (y x x) one prediction maps, as :meth:`cup4soil.models.SoilModel.
+            predict` (``math.inf``: no limit); refused before any graph is made.
 
         Returns
         -------
@@ -177,9 +182,15 @@ class SoilMapModel:
             ``conversion``, ``depth``; the dataset carries the covariates' ``time_start`` /
             ``time_end`` (the STAC item's datetime range) and the CV figures.
         """
+        limit = resolve_max_pixels(max_pixels)
         stack, first = feature_stack(covariates, self.features, chunks=chunks)
         props = self._output_properties()
         n_out = 5 * len(props)
+        _, ny, nx = stack.shape
+        check_size("the soil maps", shape={"y": ny, "x": nx},
+                   nbytes=float(ny) * nx * 4 * (len(self.features) + n_out),
+                   tasks=2 * int(stack.npartitions), max_pixels=limit,
+                   chunks_hint="larger chunks=")
         plan = delayed(self._plan(), pure=True)
         out = da.map_blocks(  # type: ignore[no-untyped-call]  # dask.array has no hints
             _predict_block, stack, plan, props, dtype=np.float32,
