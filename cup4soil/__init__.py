@@ -5,7 +5,8 @@ The chain, one sub-package per stage (see ``docs/architecture.md``):
 :mod:`cup4soil.scmap` (validity masks, bare-soil composites) -> :mod:`cup4soil.covariates`
 (Sentinel-1, terrain, land cover, the covariate sets) -> :mod:`cup4soil.models`
 (soil property maps with 90 % intervals) -> :mod:`cup4soil.products` (Zarr, STAC, COGs,
-quicklooks); :mod:`cup4soil.runtime` connects clusters; :mod:`cup4soil.sample` makes an
+quicklooks); :mod:`cup4soil.tiling` runs continents tile by tile on the EEA grid
+(:func:`tiles`); :mod:`cup4soil.runtime` connects clusters; :mod:`cup4soil.sample` makes an
 offline sample archive.
 
 The stage namespaces of earlier releases keep working: ``cup4soil.masks``,
@@ -30,6 +31,7 @@ from . import (
     scmap,
     soilmap,
     sources,
+    tiling,
 )
 from ._version import __version__
 from .cube import load_s2
@@ -37,6 +39,7 @@ from .products import quicklook, store
 from .runtime import cluster
 from .scmap import masks
 from .sources import search
+from .tiling import tiles
 
 # ``import cup4soil.store`` (and the others) as before the layout by stage.
 for _name, _module in {"cluster": cluster, "masks": masks, "quicklook": quicklook,
@@ -46,5 +49,5 @@ for _name, _module in {"cluster": cluster, "masks": masks, "quicklook": quickloo
 __all__ = [
     "__version__", "cluster", "covariates", "cube", "errors", "load_s2", "masks", "models",
     "openeo", "products", "quicklook", "runtime", "sample", "scmap", "search", "soilmap", "sources",
-    "store",
+    "store", "tiles", "tiling",
 ]

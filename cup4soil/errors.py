@@ -58,6 +58,8 @@ __all__ = [
     "StorageFullError",
     "StoreError",
     "ThresholdError",
+    "TileCodeError",
+    "TilingError",
     "TimeRangeError",
     "install_log_redaction",
     "redact",
@@ -538,6 +540,16 @@ class AssetRetryError(AssetReadError):
 
 
 __all__ += ["AssetFormatError", "AssetRetryError", "ItemError", "TooLargeError"]
+
+
+class TileCodeError(ParameterError):
+    """A name is not a cell code of the EEA reference grid (``10kmE432N321`` or
+    ``CRS3035RES10000mN3210000E4320000``)."""
+
+
+class TilingError(Cup4SoilError):
+    """A continental run's plan or tile state cannot be used: an unknown plan version, a plan
+    that does not match the product being resumed, or tiles that failed."""
 
 
 # Redact third-party logs from the moment cup4soil is imported (in clients and workers).
