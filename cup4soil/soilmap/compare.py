@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ..errors import OptionalDependencyError, ParameterError
+from ..errors import ParameterError
 from ..models.cv import FoldSpec
 from .maps import SoilMapModel, train
 
@@ -110,17 +110,14 @@ def compare(samples: Any, properties: Mapping[str, str | None] | Sequence[str],
 def plot_compare(table: pd.DataFrame, path: str | Path) -> Path:
     """The covariate-set table as bar charts (MEC with the folds' spread, RMSE in mapped
     units) per property, one bar per set, written as a PNG."""
-    try:
-        import matplotlib
+    # A bare Figure, not pyplot: no global backend switch and no figure registry, so a
+    # notebook's own plotting state is left alone.
+    from matplotlib.figure import Figure
 
-        matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise OptionalDependencyError("plots", "the covariate-set chart",
-                                      "matplotlib") from None
     props = list(dict.fromkeys(table.index.get_level_values("property")))
     sets = sorted(set(table.index.get_level_values("set")))
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), constrained_layout=True)
+    fig = Figure(figsize=(10, 3.8), layout="constrained")
+    axes = fig.subplots(1, 2)
     width = 0.8 / len(sets)
     x = np.arange(len(props))
     for i, k in enumerate(sets):
@@ -137,5 +134,4 @@ def plot_compare(table: pd.DataFrame, path: str | Path) -> Path:
     fig.suptitle(f"Cross-validation by covariate set ({table.attrs.get('folds', '')})")
     path = Path(path)
     fig.savefig(path, dpi=100, metadata={"Software": "cup4soil"})
-    plt.close(fig)
     return path
