@@ -167,7 +167,7 @@ def test_mixed_crs_without_target(shared_data):
                        .read_text())["features"]
     mixed = [pystac.Item.from_dict(f) for f in feats if f["properties"]["proj:epsg"]
              in (32659, 32660)][:4]
-    assert len({cup4soil.cube.load._item_epsg(it) for it in mixed}) == 2
+    assert len({cup4soil.sources.assets.item_epsg(it) for it in mixed}) == 2
     with pytest.raises(CRSError, match=r"several CRSs.*Pass crs="):
         cup4soil.load_s2(mixed)
     # With a target CRS the plan is made (nothing is read: these are remote assets).

@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -34,7 +33,7 @@ from ..errors import (
     ParameterError,
 )
 from ..sources import CATALOGS, search
-from ..sources.aoi import AOILike, TimeLike, parse_aoi, parse_time
+from ..sources.aoi import AOILike, TimeLike, parse_aoi, parse_time, resolution_m
 
 __all__ = [
     "GridLike", "as_geobox", "check_on_grid", "chunk_shape", "crs_of", "find_items",
@@ -71,12 +70,7 @@ def as_geobox(where: GridLike, *, resolution: float = 20.0, crs: Any = None) -> 
             raise CRSError("the dataset has no CRS/grid; give it one (odc-geo's assign_crs) or "
                            "pass a GeoBox.")
         return gbox
-    try:
-        res = float(resolution)
-    except (TypeError, ValueError):
-        raise ParameterError(f"resolution={resolution!r} is not a number of metres.") from None
-    if not math.isfinite(res) or res <= 0:
-        raise ParameterError(f"resolution={resolution} must be a positive pixel size, metres.")
+    res = resolution_m(resolution)
     area = parse_aoi(where)
     if crs is None:
         c = area.centroid

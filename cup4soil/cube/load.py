@@ -38,9 +38,11 @@ from ..sources.aoi import (
     AOILike,
     crosses_antimeridian,
     parse_aoi,
+    resolution_m,
     shifted_east,
     unwrapped_bounds,
 )
+from ..sources.assets import item_epsg
 from ..sources.search import AOI_KEY
 from . import kernels as _kernels
 from . import readers as _readers
@@ -129,7 +131,7 @@ def _normalise(item: pystac.Item, bands: Sequence[str]) -> pystac.Item:
         assets[band] = asset
     clone.assets = assets
     # stackstac 0.5 reads only proj:epsg; pystac >= 1.12 writes (and migrates to) proj:code.
-    epsg = _item_epsg(item)
+    epsg = item_epsg(item)
     if epsg is not None:
         clone.properties["proj:epsg"] = epsg
     return clone
@@ -148,18 +150,6 @@ def _plan(items: Sequence[pystac.Item], bands: Sequence[str]) -> list[_ItemPlan]
             solar_day=_solar_day(it),
         ))
     return plans
-
-
-def _item_epsg(item: pystac.Item) -> int | None:
-    """EPSG code from projection metadata (``proj:epsg``, or ``proj:code`` as pystac >= 1.12
-    writes and migrates it), item level first, then assets."""
-    for fields in (item.properties, *(a.extra_fields for a in item.assets.values())):
-        if fields.get("proj:epsg") is not None:
-            return int(fields["proj:epsg"])
-        code = fields.get("proj:code")
-        if isinstance(code, str) and code.upper().startswith("EPSG:"):
-            return int(code.split(":")[1])
-    return None
 
 
 def _sun_zenith(groups: Iterable[Sequence[_ItemPlan]]) -> np.ndarray:
@@ -207,7 +197,7 @@ def _target_crs(crs: SomeCRS | None, area: BaseGeometry, from_user: bool,
         # Across the antimeridian the centre is taken with the area in one piece.
         c = shifted_east(area).centroid
         return CRS.utm((c.x + 180.0) % 360.0 - 180.0, c.y)
-    codes = {c for p in plans if (c := _item_epsg(p.item)) is not None}
+    codes = {c for p in plans if (c := item_epsg(p.item)) is not None}
     if len(codes) == 1:
         return CRS(f"EPSG:{codes.pop()}")
     if not codes:
@@ -459,14 +449,7 @@ def load_s2(
     """
     if engine not in ("odc-stac", "stackstac"):
         raise ParameterError(f"engine={engine!r} is unknown. Use 'odc-stac' or 'stackstac'.")
-    try:
-        res = float(resolution)
-    except (TypeError, ValueError):
-        raise ParameterError(f"resolution={resolution!r} is not a number of metres.") from None
-    if not math.isfinite(res) or res <= 0:
-        raise ParameterError(
-            f"resolution={resolution} must be a positive pixel size in metres (e.g. 20)."
-        )
+    res = resolution_m(resolution)
     canon = _s2meta.check_bands(bands)
     limit = resolve_max_pixels(max_pixels)
     item_list = _as_items(items)

@@ -16,7 +16,7 @@ import shapely.affinity
 import shapely.geometry
 from shapely.geometry.base import BaseGeometry
 
-from ..errors import AOIError, TimeRangeError
+from ..errors import AOIError, ParameterError, TimeRangeError
 
 #: Built-in areas of interest, lon/lat (EPSG:4326) bounding boxes.
 NAMED_AOIS: dict[str, tuple[float, float, float, float]] = {
@@ -335,3 +335,32 @@ def format_time_range(start: dt.datetime, end: dt.datetime) -> str:
     """RFC 3339 interval as STAC APIs expect it."""
     fmt = "%Y-%m-%dT%H:%M:%S.%fZ"
     return f"{start.astimezone(dt.UTC).strftime(fmt)}/{end.astimezone(dt.UTC).strftime(fmt)}"
+
+
+def resolution_m(resolution: Any) -> float:
+    """A pixel size given by a user, checked: a finite positive number of metres.
+
+    Parameters
+    ----------
+    resolution : float or str
+        Pixel size, metres.
+
+    Returns
+    -------
+    float
+        The pixel size, metres.
+
+    Raises
+    ------
+    ParameterError
+        Not a number, not finite, or not positive.
+    """
+    try:
+        res = float(resolution)
+    except (TypeError, ValueError):
+        raise ParameterError(f"resolution={resolution!r} is not a number of metres.") from None
+    if not math.isfinite(res) or res <= 0:
+        raise ParameterError(
+            f"resolution={resolution} must be a positive pixel size in metres (e.g. 20)."
+        )
+    return res

@@ -36,7 +36,7 @@ from odc.geo.gridspec import GridSpec
 from shapely.geometry.base import BaseGeometry
 
 from ..errors import AOIError, ParameterError, TileCodeError
-from ..sources.aoi import AOILike, parse_aoi
+from ..sources.aoi import AOILike, parse_aoi, resolution_m
 
 __all__ = ["CRS", "SIZES", "Tile", "countries", "country_bbox", "grid_spec", "parse_code",
            "tile", "tiles"]
@@ -65,12 +65,7 @@ def _size_m(size: str | int) -> int:
 
 
 def _resolution(size_m: int, resolution: float) -> float:
-    try:
-        res = float(resolution)
-    except (TypeError, ValueError):
-        raise ParameterError(f"resolution={resolution!r} is not a number of metres.") from None
-    if not math.isfinite(res) or res <= 0:
-        raise ParameterError(f"resolution={resolution} must be a positive pixel size, metres.")
+    res = resolution_m(resolution)
     n = size_m / res
     if abs(n - round(n)) > 1e-9 or round(n) < 1:
         raise ParameterError(
