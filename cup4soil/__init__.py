@@ -29,6 +29,7 @@ from . import (
     runtime,
     sample,
     scmap,
+    soilmap,
     sources,
     tiling,
 )
@@ -47,6 +48,6 @@ for _name, _module in {"cluster": cluster, "masks": masks, "quicklook": quickloo
 
 __all__ = [
     "__version__", "cluster", "covariates", "cube", "errors", "load_s2", "masks", "models",
-    "openeo", "products", "quicklook", "runtime", "sample", "scmap", "search", "sources",
+    "openeo", "products", "quicklook", "runtime", "sample", "scmap", "search", "soilmap", "sources",
     "store", "tiles", "tiling",
 ]

@@ -48,7 +48,12 @@ def test_demo_end_to_end(tmp_path, capsys):
     assert report.cv.n <= 150 and report.truth.n > 0 and report.truth.picp90 > 0.5
     assert [label for label, _ in report.steps] == [
         "sample catalog", "search", "cube + mask graph", "compute + write Zarr",
-        "SCMaP composite + write", "covariates (set 3) + write", "SOC model + map"]
+        "SCMaP composite + write", "covariates (set 3) + write", "SOC model + map",
+        "soil maps + SOC stock + AWC", "covariate sets + validation"]
+    assert set(report.soil_truth) == {"soc", "nitrogen", "phh2o", "bdod", "clay", "sand", "silt"}
+    assert report.validation_report.is_file() and (out / "covariate-sets.png").is_file()
+    maps = store.open(report.soilmaps_url)
+    assert {"soc_0-30cm_Q0.05", "socstock_0-30cm_Q0.5", "awc_0-30cm_Q0.95"} <= set(maps.data_vars)
     cov = store.open(report.covariates_url)
     assert {"elevation", "worldcover", "VV_mean", "MOSAIC_B04"} <= set(cov.data_vars)
     assert report.n_features == len(cov.data_vars) and "covariates of set 3" in text

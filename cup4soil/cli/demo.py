@@ -92,6 +92,17 @@ class DemoReport:
         Accuracy of the SOC map against the hidden truth on held-out cropland pixels.
     quicklooks
         PNG files written.
+    soilmaps_url
+        The Zarr store of every property (SoilGrids names), SOC stock and AWC.
+    soil_cv, soil_truth
+        Per property: calibrated cross-validation, and accuracy against the hidden truth at
+        held-out cropland pixels (mapped units).
+    soc_stock_median, awc_median
+        Median SOC stock 0-30 cm (t/ha) and available water capacity (mm in 0-30 cm).
+    covariate_sets
+        The covariate-set table (MEC, RMSE, PICP90 per property and set) as text.
+    validation_report
+        The Markdown validation report against the hidden truth.
     steps
         ``(step, seconds)`` for each step of the chain.
     total_s
@@ -126,6 +137,13 @@ class DemoReport:
     quicklooks: tuple[Path, ...]
     steps: tuple[tuple[str, float], ...] = field(default=())
     total_s: float = 0.0
+    soilmaps_url: str = ""
+    soil_cv: dict[str, Metrics] = field(default_factory=dict)
+    soil_truth: dict[str, Metrics] = field(default_factory=dict)
+    soc_stock_median: float = float("nan")
+    awc_median: float = float("nan")
+    covariate_sets: str = ""
+    validation_report: Path | None = None
 
     def lines(self) -> list[str]:
         """The report as the ``cup4soil demo`` command prints it."""
@@ -154,9 +172,25 @@ class DemoReport:
             f"RMSE {self.truth.rmse:.1f} dg/kg, PICP90 {self.truth.picp90:.2f}",
             f"  quicklooks : {', '.join(str(p) for p in self.quicklooks)}",
         ]
+        if self.soilmaps_url:
+            out.append(f"  soil maps  : {self.soilmaps_url}; median SOC stock "
+                       f"{self.soc_stock_median:.1f} t/ha, median AWC {self.awc_median:.0f} mm")
+            for p, cv in self.soil_cv.items():
+                tr = self.soil_truth[p]
+                out.append(f"    {p:<9} CV MEC {cv.mec:5.2f} PICP90 {cv.picp90:.2f} | truth "
+                           f"MEC {tr.mec:5.2f} PICP90 {tr.picp90:.2f} (n {tr.n})")
+            out.append("  covariate sets (CV, same folds):")
+            out += [f"    {line}" for line in self.covariate_sets.splitlines()]
+            out.append(f"  validation : {self.validation_report}")
         out += [f"  {label:<20} {secs:6.2f} s" for label, secs in self.steps]
         out.append(f"  total      : {self.total_s:.1f} s")
         return out
+
+
+#: The hidden truth's rasters (%, g/kg, pH, kg/dm³, %: docs/sample.md) to SoilGrids' mapped
+#: units, per property.
+TRUTH_TO_MAPPED = {"soc": 100.0, "nitrogen": 100.0, "phh2o": 10.0, "bdod": 100.0,
+                   "clay": 10.0, "sand": 10.0, "silt": 10.0}
 
 
 def _metrics(d: dict[str, float]) -> Metrics:
@@ -197,8 +231,9 @@ def run_demo(
     DemoReport
     """
     import numpy as np
+    import xarray as xr
 
-    from .. import covariates, load_s2, masks, models, quicklook, scmap, search, store
+    from .. import covariates, load_s2, masks, models, quicklook, scmap, search, soilmap, store
     from ..sample import make_catalog
 
     folder = Path(out).expanduser().resolve()
@@ -277,7 +312,44 @@ def run_demo(
     acc = models.cv_metrics(truth[held], soc_ds.soc.values[held], soc_ds.soc_q05.values[held],
                             soc_ds.soc_q95.values[held])
     pngs += quicklook.product(soc_ds, folder / "soc")  # the SOC median and interval width
-    step("SOC model + map", t)
+    t = step("SOC model + map", t)
+
+    # Every property with calibrated intervals (SoilGrids names), SOC stock and AWC.
+    sm = soilmap.train(samples, list(TRUTH_TO_MAPPED), covariates=cov_ds, folds="400 m",
+                       crs=sample.crs, random_state=seed)
+    maps = sm.predict(cov_ds)
+    full = xr.merge([maps, soilmap.soc_stock(maps), soilmap.awc(maps)],
+                    combine_attrs="override")
+    sm_info = store.write(full, str(folder / "soilmaps.zarr"), mode="w",
+                          zarr_format=zarr_format)
+    sm_ds = store.open(sm_info.url).load()
+    t = step("soil maps + SOC stock + AWC", t)
+    # The seed's table: set 1 (S1, terrain, land cover), 2 (+ MREF), 3 (+ SRC/MREF mosaic).
+    set1 = cov_ds[[v for v in cov_ds.data_vars if not str(v).startswith("MOSAIC")]]
+    sets = {1: set1, 2: xr.merge([set1, composite_ds[["MREF"]]], combine_attrs="override"),
+            3: cov_ds}
+    table = soilmap.compare(samples, ["soc", "phh2o"], sets=(1, 2, 3), covariates=sets,
+                            folds="400 m", crs=sample.crs, random_state=seed,
+                            plot=folder / "covariate-sets.png")
+    soil_truth: dict[str, Metrics] = {}
+    report_lines = ["# cup4soil demo: validation against the hidden truth", "",
+                    f"{int(held.sum())} held-out cropland pixels (no sample in them).", "",
+                    "| property | units | ME | RMSE | MEC | CCC | PICP90 | n |",
+                    "|---|---|---|---|---|---|---|---|"]
+    for p, factor in TRUTH_TO_MAPPED.items():
+        true_p = sample.truth_on(p, gbox).values * factor
+        names = [soilmap.layer_name(p, q) for q in ("Q0.5", "Q0.05", "Q0.95")]
+        ok = held & np.isfinite(sm_ds[names[0]].values)
+        d = models.cv_metrics(true_p[ok], *(sm_ds[n].values[ok] for n in names))
+        soil_truth[p] = _metrics(d)
+        report_lines.append(f"| {p} | {sm_ds[names[0]].attrs['units']} | {d['ME']:.2f} | "
+                            f"{d['RMSE']:.2f} | {d['MEC']:.2f} | {d['CCC']:.2f} | "
+                            f"{d['PICP90']:.2f} | {d['n']} |")
+    report_lines += ["", "Covariate sets (cross-validation, same folds):", "",
+                     "```", table.round(3).to_string(), "```"]
+    validation = folder / "validation.md"
+    validation.write_text("\n".join(report_lines) + "\n")
+    step("covariate sets + validation", t)
 
     vals = result["VPC"].values
     mask = composite_ds.MASK.values
@@ -310,6 +382,13 @@ def run_demo(
         quicklooks=tuple(Path(p) for p in pngs),
         steps=tuple(steps),
         total_s=time.perf_counter() - t0,
+        soilmaps_url=str(sm_info.url),
+        soil_cv={p: _metrics(row) for p, row in sm.cv.to_dict("index").items()},
+        soil_truth=soil_truth,
+        soc_stock_median=float(np.nanmedian(sm_ds["socstock_0-30cm_Q0.5"].values)),
+        awc_median=float(np.nanmedian(sm_ds["awc_0-30cm_Q0.5"].values)),
+        covariate_sets=table[["MEC", "RMSE", "PICP90", "MEC_fold_sd"]].round(3).to_string(),
+        validation_report=validation,
     )
 
 

@@ -21,13 +21,14 @@ import sys
 from collections.abc import Callable, Sequence
 
 from ..errors import Cup4SoilError, redact
-from . import composite, covariates, demo, models, openeo, products, search, tiles
+from . import composite, covariates, demo, models, openeo, products, search, soilmap, tiles
 from ._common import Cluster
 
 __all__ = ["COMMAND_GROUPS", "build_parser", "main"]
 
 #: The command groups, in the order ``--help`` lists their commands.
-COMMAND_GROUPS = (demo, composite, covariates, models, products, search, openeo, tiles)
+COMMAND_GROUPS = (demo, composite, covariates, models, soilmap, products, search, openeo,
+                  tiles)
 
 
 def build_parser() -> argparse.ArgumentParser:

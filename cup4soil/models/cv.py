@@ -13,6 +13,7 @@ import pandas as pd
 
 from ..errors import ParameterError, SampleError
 from ._typing import FloatArray, IntArray
+from .calibration import conformal_offset, cross_conformal
 from .design import Design
 from .predictor import Method, Predictor, Tune, interval, quantile_name
 from .samples import Samples
@@ -176,17 +177,26 @@ class CrossValidation:
         :func:`cv_metrics` of the median and the outer two quantiles.
     predictions : pandas.DataFrame
         Per sample: ``x``, ``y`` (when the samples have coordinates), ``observed``,
-        ``predicted`` (median), the outer two quantiles (``q05``, ``q95``) and ``fold``.
+        ``predicted`` (median), the outer two quantiles (``q05``, ``q95``, calibrated when
+        ``calibrate``) and ``fold``.
+    calibration : dict
+        ``PICP<level>`` and ``width<level>`` (mean interval width, target units) of the
+        out-of-fold intervals ``before`` and ``after`` cross-conformal calibration, and the
+        final model's ``offset`` (from all out-of-fold scores); offset 0 and equal figures
+        when not calibrated.
     """
 
     metrics: dict[str, float]
     predictions: pd.DataFrame
+    calibration: dict[str, float]
 
 
 def cross_validate(method: Method, design: Design, folds: Folds, *,
                    quantiles: tuple[float, ...], tune: Tune = False,
-                   random_state: int = 0) -> CrossValidation:
-    """Predict every fold with a :class:`Predictor` fitted (and tuned) on the other folds."""
+                   random_state: int = 0, calibrate: bool = True) -> CrossValidation:
+    """Predict every fold with a :class:`Predictor` fitted (and tuned) on the other folds;
+    with ``calibrate``, conformalise the out-of-fold intervals fold by fold with the other
+    folds' scores (:func:`cup4soil.models.calibration.cross_conformal`)."""
     x, y = design.x, design.y
     pred: FloatArray = np.full((y.size, len(quantiles)), np.nan)
     for k in np.unique(folds.labels):
@@ -198,6 +208,17 @@ def cross_validate(method: Method, design: Design, folds: Folds, *,
         pred[test] = fitted.predict_quantiles(x[test])
     lo, med, hi = interval(quantiles)
     level = round((quantiles[hi] - quantiles[lo]) * 100)
+    frac = quantiles[hi] - quantiles[lo]
+    before = {f"PICP{level}": float(np.mean((y >= pred[:, lo]) & (y <= pred[:, hi]))),
+              f"width{level}": float(np.mean(pred[:, hi] - pred[:, lo]))}
+    offset = 0.0
+    if calibrate:
+        # the final model's offset: every out-of-fold score (before calibration)
+        offset = conformal_offset(y, pred[:, lo], pred[:, hi], level=frac)
+        pred[:, lo], pred[:, hi] = cross_conformal(y, pred[:, lo], pred[:, hi], folds.labels,
+                                                   level=frac)
+        pred[:, lo] = np.minimum(pred[:, lo], pred[:, med])
+        pred[:, hi] = np.maximum(pred[:, hi], pred[:, med])
     metrics = cv_metrics(y, pred[:, med], pred[:, lo], pred[:, hi], level=level)
     table = pd.DataFrame({"observed": y, "predicted": pred[:, med],
                           quantile_name(quantiles[lo]): pred[:, lo],
@@ -205,4 +226,8 @@ def cross_validate(method: Method, design: Design, folds: Folds, *,
     if design.samples.x is not None:
         table.insert(0, "x", design.samples.x)
         table.insert(1, "y", design.samples.y)
-    return CrossValidation(metrics, table)
+    after = {f"PICP{level}": metrics[f"PICP{level}"],
+             f"width{level}": float(np.mean(pred[:, hi] - pred[:, lo]))}
+    calibration = {**{f"{k}_before": v for k, v in before.items()},
+                   **{f"{k}_after": v for k, v in after.items()}, "offset": offset}
+    return CrossValidation(metrics, table, calibration)

@@ -23,7 +23,7 @@ import builtins
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +35,9 @@ from dask.base import tokenize
 from dask.delayed import delayed
 
 from .._limits import check_size, resolve_max_pixels
-from ..errors import CovariateError, ParameterError
+from ..errors import CovariateError, ParameterError, SampleError
 from ._typing import ModelCard, Regressor
-from .cv import FoldSpec, assign_folds, cross_validate
+from .cv import Folds, FoldSpec, assign_folds, cross_validate
 from .design import Missing, design_matrix, feature_stack
 from .persistence import load_estimator, model_card, read_model, write_model
 from .predictor import (
@@ -48,7 +48,7 @@ from .predictor import (
     quantile_name,
     resolve_method,
 )
-from .samples import SampleSource, read_samples, target_values
+from .samples import Samples, SampleSource, read_samples, target_values
 from .units import PROPERTIES, resolve_property
 
 __all__ = ["SoilModel", "load", "train"]
@@ -89,6 +89,17 @@ class SoilModel:
     def quantiles(self) -> tuple[float, ...]:
         """Predicted quantiles; the median is the map, the outer two the interval."""
         return self._predictor.quantiles
+
+    @property
+    def calibration(self) -> dict[str, float]:
+        """Interval calibration: ``PICP90_before``/``_after``, ``width90_before``/``_after``
+        (mean out-of-fold interval width, model units) and the final ``offset``."""
+        return dict(self.card.get("calibration", {}))
+
+    @property
+    def predictor(self) -> Predictor:
+        """The fitted predictor (quantiles and mean per feature row)."""
+        return self._predictor
 
     @property
     def method(self) -> str:
@@ -257,7 +268,7 @@ def train(samples: SampleSource, target: str, *, features: Sequence[str] | None 
           quantiles: tuple[float, float, float] = (0.05, 0.5, 0.95), random_state: int = 0,
           tune: Tune = False, property: str | None = None,
           unit: str | None = None, crs: Any = None, coords: tuple[str, str] | None = None,
-          missing: Missing = "raise", **params: Any) -> SoilModel:
+          missing: Missing = "raise", calibrate: bool = True, **params: Any) -> SoilModel:
     """Train a soil property model and cross-validate it.
 
     Parameters
@@ -300,6 +311,11 @@ def train(samples: SampleSource, target: str, *, features: Sequence[str] | None 
         Coordinate column names.
     missing : {"raise", "drop"}
         Samples on nodata or off the covariate grid: error, or drop them.
+    calibrate : bool
+        Conformalise the 90 % interval (CQR on the out-of-fold predictions of ``folds``,
+        see :mod:`cup4soil.models.calibration`): the CV's ``PICP90`` is then the calibrated
+        interval's, fold by fold from the other folds' scores; :attr:`SoilModel.calibration`
+        has the figures before and after.
     **params
         Estimator hyper-parameters (cup4soil's forest defaults: 100 trees,
         ``min_samples_leaf=5``, ``max_features=1/3``).
@@ -311,20 +327,58 @@ def train(samples: SampleSource, target: str, *, features: Sequence[str] | None 
     if missing not in ("raise", "drop"):
         raise ParameterError(f"missing={missing!r}: use 'raise' or 'drop'.")
     s = read_samples(samples, crs=crs, coords=coords)
+    return fit(s, target, features=features, covariates=covariates, method=method,
+               folds=folds, quantiles=quantiles, random_state=random_state, tune=tune,
+               property=property, unit=unit, missing=missing, calibrate=calibrate,
+               **params)
+
+
+#: Column (kept out of the features) that carries each sample's row number through
+#: :func:`~cup4soil.models.design.design_matrix`, so folds made for all samples follow
+#: the rows a property keeps.
+_ROW = "__cup4soil_row__"
+
+
+def fit(s: Samples, target: str, *, features: Sequence[str] | None,
+        covariates: xr.Dataset | None, method: str | Regressor, folds: FoldSpec | Folds,
+        quantiles: Sequence[float], random_state: int, tune: Tune, property: str | None,
+        unit: str | None, missing: Missing, calibrate: bool = True, factor: float | None = None,
+        **params: Any) -> SoilModel:
+    """:func:`train` on samples already read; ``folds`` may be :class:`Folds` made for all
+    rows of ``s`` (as :func:`cup4soil.soilmap.train` shares them between properties), and
+    ``factor`` overrides the unit conversion (a derived target such as a log-ratio)."""
     observed = target_values(s.table, target)
     q = check_quantiles(quantiles)
-    name, units, factor = resolve_property(target, property, unit)
-    design = design_matrix(s, observed.to_numpy(np.float64) * factor, features=features,
+    name, units, conv = resolve_property(target, property, unit)
+    if factor is not None:
+        conv = factor
+    shared = folds if isinstance(folds, Folds) else None
+    if shared is not None:
+        table = s.table.assign(**{_ROW: np.arange(len(s.table))})
+        s = Samples(table, s.x, s.y, s.crs)
+    design = design_matrix(s, observed.to_numpy(np.float64) * conv, features=features,
                            covariates=covariates, missing=missing)
-    fold = assign_folds(folds, design.samples, np.random.default_rng(random_state))
+    if shared is not None:
+        rows = design.samples.table[_ROW].to_numpy()
+        fold = Folds(np.unique(shared.labels[rows], return_inverse=True)[1].ravel(),
+                     shared.description, shared.grouped)
+        if fold.labels.max() < 1:
+            raise SampleError(f"the {int(design.y.size)} samples with {target} all fall in "
+                              "one fold; use smaller blocks or more folds.")
+    else:
+        assert not isinstance(folds, Folds)
+        fold = assign_folds(folds, design.samples, np.random.default_rng(random_state))
     how = resolve_method(method, random_state=random_state, params=params)
-    cv = cross_validate(how, design, fold, quantiles=q, tune=tune, random_state=random_state)
+    cv = cross_validate(how, design, fold, quantiles=q, tune=tune, random_state=random_state,
+                        calibrate=calibrate)
     final = Predictor.fit(how, design.x, design.y, quantiles=q,
                           groups=fold.groups(np.arange(design.y.size)), tune=tune,
                           random_state=random_state)
-    card = model_card(name=name, target=target, units=units, unit=unit, factor=factor,
+    final = replace(final, interval_offset=cv.calibration["offset"])
+    card = model_card(name=name, target=target, units=units, unit=unit, factor=conv,
                       design=design, quantiles=q, method=how.name,
                       params=final.require_estimator().get_params(), folds=fold.description,
                       tuned=bool(tune), metrics=cv.metrics)
+    card["calibration"] = cv.calibration
     return SoilModel(property_name=name, units=units, features=design.features,
                      cv=cv.metrics, cv_predictions=cv.predictions, card=card, _predictor=final)

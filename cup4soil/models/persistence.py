@@ -120,6 +120,7 @@ def write_model(path: str | Path, *, card: ModelCard, predictor: Predictor,
     card = dict(card)
     if predictor.residual_quantiles is not None:
         card["residual_quantiles"] = [float(v) for v in predictor.residual_quantiles]
+    card["interval_offset"] = float(predictor.interval_offset)
     (path / CARD).write_text(json.dumps(card, indent=2))
     return path
 
@@ -159,7 +160,8 @@ def read_model(path: Path) -> tuple[ModelCard, Predictor, pd.DataFrame]:
     cvp = pd.read_csv(cv_file) if cv_file.exists() else pd.DataFrame()
     predictor = Predictor(
         tuple(card["quantiles"]), None if forest is not None else load_estimator(path, card),
-        forest, None if residual is None else np.asarray(residual, np.float64))
+        forest, None if residual is None else np.asarray(residual, np.float64),
+        float(card.get("interval_offset", 0.0)))
     return card, predictor, cvp
 
 

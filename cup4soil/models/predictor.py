@@ -141,12 +141,17 @@ class Predictor:
     residual_quantiles : ndarray of float64 or None
         Per quantile, the residual added to a point prediction (0 at the median); None for a
         quantile regressor, which predicts quantiles itself.
+    interval_offset : float
+        Conformal calibration (:mod:`cup4soil.models.calibration`): the lowest quantile
+        moves down and the highest up by this much (target units; negative narrows), never
+        past the median.
     """
 
     quantiles: tuple[float, ...]
     estimator: Regressor | None
     forest: CompiledForest | None = None
     residual_quantiles: FloatArray | None = None
+    interval_offset: float = 0.0
 
     @classmethod
     def fit(cls, method: Method, x: FloatArray, y: FloatArray, *,
@@ -191,7 +196,38 @@ class Predictor:
         return replace(self, estimator=None) if self.forest is not None else self
 
     def predict_quantiles(self, x: Features) -> FloatArray:
-        """Quantiles per row.
+        """Quantiles per row, the outer two calibrated by :attr:`interval_offset`.
+
+        Parameters
+        ----------
+        x : ndarray, shape (n, n_features)
+
+        Returns
+        -------
+        ndarray of float64, shape (n, len(quantiles))
+            NaN rows where a feature is not finite.
+        """
+        q = self._raw_quantiles(x)
+        if self.interval_offset:
+            lo, med, hi = interval(self.quantiles)
+            q[:, lo] = np.minimum(q[:, lo] - self.interval_offset, q[:, med])
+            q[:, hi] = np.maximum(q[:, hi] + self.interval_offset, q[:, med])
+        return q
+
+    def predict_mean(self, x: Features) -> FloatArray:
+        """The mean prediction per row (a forest's average of its trees; for a quantile
+        regressor without a compiled forest, the median), NaN where a feature is missing."""
+        if self.forest is not None:
+            out: FloatArray = forest_kernels.predict_mean(self.forest, x)
+            return out
+        if self.residual_quantiles is None:
+            _, med, _ = interval(self.quantiles)
+            return self._raw_quantiles(x)[:, med]
+        est = self.require_estimator()
+        return _on_finite_rows(x, 1, est.predict)[:, 0]
+
+    def _raw_quantiles(self, x: Features) -> FloatArray:
+        """Quantiles per row before calibration.
 
         Parameters
         ----------

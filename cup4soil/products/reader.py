@@ -118,6 +118,10 @@ def _open_zarr(url: str, storage_options: Mapping[str, Any] | None, legacy: bool
             raise storage_error(redact(url), exc,
                                 secrets=secret_values(storage_options or {}),
                                 action="read") from None
+    # Zarr v3 lists a group's arrays in no fixed order: sort the variables, so that the
+    # same product opens the same way every time (a model trained on its layers in
+    # data_vars order is then reproducible).
+    ds = ds[sorted(map(str, ds.data_vars))]
     return _as_written(_fixed_length_labels(ds))
 
 

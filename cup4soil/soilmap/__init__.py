@@ -1,0 +1,19 @@
+"""Soil maps: many properties in one call, in SoilGrids conventions, with calibrated 90 %
+intervals; the covariate-set comparison; derived indicators (SOC stock, water capacity).
+
+Builds on :mod:`cup4soil.models` (one model per property) and :mod:`cup4soil.covariates`;
+knows no storage (the products stage writes what :meth:`SoilMapModel.predict` returns).
+Modules: ``maps`` (:func:`train`, :class:`SoilMapModel`), ``texture`` (log-ratios),
+``compare`` (the covariate-set table), ``indicators`` and ``kernels`` (SOC stock, AWC,
+Monte Carlo).
+"""
+
+from __future__ import annotations
+
+from .compare import compare, plot_compare
+from .indicators import awc, soc_stock
+from .maps import DEPTH, MIN_SAMPLES, QUANTILES, SoilMapModel, layer_name, train
+from .validation import validate
+
+__all__ = ["DEPTH", "MIN_SAMPLES", "QUANTILES", "SoilMapModel", "awc", "compare", "layer_name",
+           "plot_compare", "soc_stock", "train", "validate"]
