@@ -102,6 +102,19 @@ def _soil_maps(text: str) -> None:
     assert 0.5 < float(re.search(r"PICP90\s+([\d.]+)", text).group(1)) <= 1
 
 
+def _scale_out(text: str) -> None:
+    n = int(re.search(r"(\d+) tiles of 1km at 20 m", text).group(1))
+    assert n >= 4  # the sample spans several EEA 1 km cells
+    assert re.search(r"dashboard: http://127\.0\.0\.1:\d+/status", text)
+    assert "stopped after 2 tiles" in text
+    assert f"status: 2 done, 0 failed, {n - 2} left" in text  # stopped: the rest never started
+    assert f"computed now: {n - 2} tiles; complete: True" in text  # resumed: only the rest
+    assert f"status: {n} done, 0 failed, 0 left, complete" in text
+    assert f"tiles: {n}/{n} done" in text  # the progress lines
+    y, x = map(int, re.search(r"'y': (\d+), 'x': (\d+)\} CRS EPSG:3035", text).groups())
+    assert y % 50 == 0 and x % 50 == 0 and y * x >= n * 50 * 50  # whole 1 km tiles at 20 m
+
+
 def _openeo(text: str) -> None:
     assert re.search(r"\d+ nodes: \[.*'load_collection'", text)
     rows = re.findall(r"^(\w+)\s+(True|False)\s+([\d.e+-]+)$", text, re.M)
@@ -112,4 +125,4 @@ def _openeo(text: str) -> None:
 
 
 CHECKS = {"01-quickstart": _quickstart, "02-oderbruch-bare-soil": _bare_soil,
-          "03-soil-maps": _soil_maps, "05-openeo": _openeo}
+          "03-soil-maps": _soil_maps, "04-scale-out": _scale_out, "05-openeo": _openeo}
