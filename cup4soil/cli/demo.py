@@ -318,15 +318,17 @@ def run_demo(
     sm = soilmap.train(samples, list(TRUTH_TO_MAPPED), covariates=cov_ds, folds="400 m",
                        crs=sample.crs, random_state=seed)
     maps = sm.predict(cov_ds)
+    # compat and join given: xarray's defaults are changing, and the layers share one grid.
     full = xr.merge([maps, soilmap.soc_stock(maps), soilmap.awc(maps)],
-                    combine_attrs="override")
+                    compat="no_conflicts", join="exact", combine_attrs="override")
     sm_info = store.write(full, str(folder / "soilmaps.zarr"), mode="w",
                           zarr_format=zarr_format)
     sm_ds = store.open(sm_info.url).load()
     t = step("soil maps + SOC stock + AWC", t)
     # The seed's table: set 1 (S1, terrain, land cover), 2 (+ MREF), 3 (+ SRC/MREF mosaic).
     set1 = cov_ds[[v for v in cov_ds.data_vars if not str(v).startswith("MOSAIC")]]
-    sets = {1: set1, 2: xr.merge([set1, composite_ds[["MREF"]]], combine_attrs="override"),
+    sets = {1: set1, 2: xr.merge([set1, composite_ds[["MREF"]]], compat="no_conflicts",
+                                 join="exact", combine_attrs="override"),
             3: cov_ds}
     table = soilmap.compare(samples, ["soc", "phh2o"], sets=(1, 2, 3), covariates=sets,
                             folds="400 m", crs=sample.crs, random_state=seed,
