@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pooch
 import requests
 
 from ..errors import ThresholdError
@@ -62,6 +61,10 @@ def dlr_threshold_path() -> Path:
         return path
     # The module attribute is read at call time, so tests can point it at a local server.
     url = DLR_THRESHOLD_URL
+    # Imported here, not at module level: pooch imports tqdm.auto, which prints a warning in
+    # every Jupyter kernel without ipywidgets, and only a download needs it.
+    import pooch
+
     try:
         # pooch writes to a temporary name and renames after the hash check: a complete,
         # verified file or none.
