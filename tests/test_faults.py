@@ -86,6 +86,9 @@ def test_composite_under_faults_is_bit_identical(engine, local_items, sample):
 def test_lasting_faults_end_in_asset_retry_error(kind, status, engine, local_items, sample,
                                                  monkeypatch):
     monkeypatch.setenv(readers.READ_RETRY_ENV, "2")
+    # GDAL's own retries off: with them (0.5 + 1 + 2 s of back-off, e.g. when a setting from
+    # elsewhere is in the environment) one try alone outlasts the 2 s budget.
+    monkeypatch.setenv("GDAL_HTTP_MAX_RETRY", "0")
     with FaultyHTTPServer(sample.root, faults=(kind,), rate=1.0, delay=3.0,
                           suffixes=(".tif",)) as server:
         items = _served(local_items[:1], sample.root, server.url)
