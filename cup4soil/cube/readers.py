@@ -246,9 +246,15 @@ def with_retries(href: str, attempt: Callable[[], T], *,
 
 
 def gdal_read_options() -> dict[str, str]:
-    """:data:`GDAL_READ_DEFAULTS` without the options set in this process's environment
-    (GDAL reads those itself; a ``rasterio.Env`` would override them)."""
-    return {k: v for k, v in GDAL_READ_DEFAULTS.items() if k not in os.environ}
+    """:data:`GDAL_READ_DEFAULTS`, each replaced by this process's environment variable of
+    the same name where one is set.
+
+    The values are passed explicitly to every read's ``rasterio.Env`` rather than left to
+    GDAL's own look-up of the environment: leaving its outermost ``Env``, rasterio turns
+    every option it found set (environment variables included) into a process-wide GDAL
+    configuration option, which from then on hides a change of the environment variable.
+    """
+    return {k: os.environ.get(k, v) for k, v in GDAL_READ_DEFAULTS.items()}
 
 
 # ------------------------------------------------------------------------ file checks
