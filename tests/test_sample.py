@@ -16,6 +16,7 @@ import pytest
 import rasterio
 from scipy import ndimage
 
+from cup4soil.errors import ParameterError
 from cup4soil.sample import make_catalog
 
 PROPERTIES = ("soc", "nitrogen", "phh2o", "bdod", "clay", "silt", "sand")
@@ -190,3 +191,15 @@ def test_new_concerns_leave_the_sentinel2_scenes_unchanged(tmp_path):
         for band in ("B04", "SCL"):
             pa, pb = (Path(x.assets[band].get_absolute_href()) for x in (a, b))
             assert pa.read_bytes() == pb.read_bytes()
+
+
+@pytest.mark.parametrize("years", [2021, (2021,), [2021], (2021, 2021)])
+def test_one_year_in_any_spelling(years, tmp_path):
+    cat = make_catalog(tmp_path, size=20, years=years, scenes_per_year=2, s1_scenes_per_year=0)
+    assert cat.time_range == "2021/2021"
+
+
+@pytest.mark.parametrize("years", [(), (2018, 2019, 2020), (2018.5, 2020), "2021", None])
+def test_years_that_are_not_a_span_are_refused(years, tmp_path):
+    with pytest.raises(ParameterError, match="years="):
+        make_catalog(tmp_path, size=20, years=years, scenes_per_year=2)

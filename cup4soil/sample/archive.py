@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import operator
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -70,6 +71,19 @@ class _Spec:
     version: int = 5
 
 
+def _year_span(years: Any) -> tuple[int, int]:
+    """``(first, last)`` from ``years``: a pair, one year, or a 1-tuple."""
+    span = (years,) if isinstance(years, int | np.integer) else years
+    try:
+        values = [operator.index(v) for v in span]
+    except TypeError:
+        raise ParameterError(f"years={years!r}: give whole years, e.g. (2018, 2022) or "
+                             "2021.") from None
+    if len(values) not in (1, 2):
+        raise ParameterError(f"years={years!r}: give (first, last) or one year.")
+    return values[0], values[-1]
+
+
 def make_catalog(
     path: str | Path,
     *,
@@ -90,7 +104,7 @@ def make_catalog(
     size
         Side of the area in 10 m pixels (even; default 200 px = 2 km).
     years
-        First and last calendar year, inclusive.
+        First and last calendar year, inclusive; one year as ``2021`` or ``(2021,)``.
     scenes_per_year
         Acquisitions per year (a realistic fraction of the 5-day revisit).
     seed
@@ -109,7 +123,7 @@ def make_catalog(
         raise ParameterError(f"size={size} must be an even number of 10 m pixels, at least 20.")
     if scenes_per_year < 1:
         raise ParameterError(f"scenes_per_year={scenes_per_year} must be at least 1.")
-    y0, y1 = (int(v) for v in years)
+    y0, y1 = _year_span(years)
     if y1 < y0:
         raise ParameterError(f"years={years} is reversed; give (first, last).")
     if seed < 0:
