@@ -206,3 +206,35 @@ def test_run_on_a_local_cluster_with_two_workers(tile_plan, reference, tmp_path)
         cluster.close(client)
     assert result.complete and len(result.computed) == len(Plan.load(tile_plan).tiles)
     assert _chunks(out) == _chunks(reference)
+
+
+def test_worldcover_reaches_every_tile_and_is_part_of_the_mosaic(small, tile_plan, reference,
+                                                                  tmp_path) -> None:
+    import cup4soil
+    from cup4soil import scmap
+    from cup4soil.errors import ParameterError
+    from cup4soil.tiling.plan import with_tiles
+
+    p = Plan.load(tile_plan)
+    two = with_tiles(p, [t.code for t in p.tiles[:2]])
+    out = tmp_path / "wc.zarr"
+    assert main(["run", str(tile_plan), "--out", str(out), "--threshold", str(THRESHOLD),
+                 "--worldcover", "auto"]) == 0
+    ds = xr.open_zarr(out, consolidated=False, decode_coords="all")
+    assert ds.attrs["worldcover"] == "auto"
+    items = list(cup4soil.search(small.bbox, small.time_range, catalog=small.catalog))
+    for t in two.tiles:  # each tile as the composite of its own cube computes it
+        ids = set(p.tile_items(t.code))
+        cube = cup4soil.load_s2([i for i in items if i.id in ids], geobox=p.tile(t.code).geobox,
+                                chunks={"y": p.chunk, "x": p.chunk})
+        want = scmap.composite(cube, THRESHOLD, worldcover="auto",
+                               worldcover_catalog=small.catalog).compute()
+        got = ds.sel(x=want.x, y=want.y).compute()
+        assert want.attrs["worldcover"]
+        for v in ("BSC", "MASK", "SRC"):
+            assert np.array_equal(got[v].values, want[v].values, equal_nan=True), v
+    # a resume with another land-cover rule is another product
+    with pytest.raises(ParameterError, match="different dataset"):
+        run(p, out=str(reference), threshold=THRESHOLD, worldcover="auto")
+    with pytest.raises(ParameterError, match="worldcover="):
+        run(p, out=str(tmp_path / "x.zarr"), threshold=THRESHOLD, worldcover=3)

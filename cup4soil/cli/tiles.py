@@ -42,6 +42,9 @@ def register(sub: Subparsers) -> None:
                    "again resumes it")
     r.add_argument("--threshold", default="dlr-europe",
                    help="PVIR2 threshold: a number, a raster path/URL, or dlr-europe")
+    r.add_argument("--worldcover", default=None, metavar="auto|PATH",
+                   help="exclude land cover as SCMaP does: 'auto' finds ESA WorldCover in the "
+                        "plan's catalog, or a WorldCover raster's path/URL (default: none)")
     r.add_argument("--retries", type=int, default=2, help="extra attempts per failing tile")
     r.add_argument("--max-tiles-in-flight", type=int, default=None)
     r.add_argument("--cogs", default=None, metavar="PREFIX",
@@ -86,7 +89,7 @@ def run_run(args: argparse.Namespace) -> int:
                  max_tiles_in_flight=args.max_tiles_in_flight,
                  threshold=threshold_arg(args.threshold),
                  storage_options=storage_options(args.storage_option),
-                 zarr_format=args.zarr_format, cogs=args.cogs)
+                 zarr_format=args.zarr_format, cogs=args.cogs, worldcover=args.worldcover)
     print(f"{result.url}: {result.state.summary()} ({len(result.computed)} tiles computed in "
           f"{result.seconds:.0f} s)")
     if not result.complete:

@@ -28,6 +28,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -156,7 +157,8 @@ def _structure(bands: Sequence[str], threshold: ThresholdLike) -> xr.Dataset:
     return composite(cube, 0.1)
 
 
-def _template(p: Plan, bands: Sequence[str], threshold: ThresholdLike) -> xr.Dataset:
+def _template(p: Plan, bands: Sequence[str], threshold: ThresholdLike,
+              worldcover: str | None = None) -> xr.Dataset:
     gb = _mosaic_geobox(p)
     coords = xr_coords(gb, crs_coord_name="spatial_ref")
     ny, nx = gb.shape.yx
@@ -179,6 +181,8 @@ def _template(p: Plan, bands: Sequence[str], threshold: ThresholdLike) -> xr.Dat
         "time_start": f"{start}T00:00:00", "time_end": f"{end}T23:59:59",
         "tiling_plan": plan_fingerprint(p), "tile_size": p.size,
         "tiles": len(p.tiles), "threshold": redact(str(thr)),
+        # part of the layout's fingerprint: a resume with another land-cover rule is refused
+        "worldcover": redact(worldcover) if worldcover is not None else "none",
     })
 
 
@@ -204,7 +208,7 @@ def _regions_of(p: Plan, gb: GeoBox, regions: Sequence[Region]) -> dict[str, lis
 
 def _tile_tasks(p: Plan, code: str, items: Mapping[str, pystac.Item], writer: MosaicWriter,
                 regions: Sequence[Region], bands: Sequence[str],
-                threshold: ThresholdLike) -> list[Any]:
+                threshold: ThresholdLike, worldcover: str | None = None) -> list[Any]:
     """The tile's graph: its cube, its composite, one write task per region left."""
     ids = p.tile_items(code)
     missing = [i for i in ids if i not in items]
@@ -214,7 +218,8 @@ def _tile_tasks(p: Plan, code: str, items: Mapping[str, pystac.Item], writer: Mo
     t = p.tile(code)
     cube = load_s2([items[i] for i in ids], bands=bands, geobox=t.geobox,
                    chunks={"y": p.chunk, "x": p.chunk})
-    comp = composite(cube, threshold, chunks={"y": p.chunk, "x": p.chunk})
+    comp = composite(cube, threshold, chunks={"y": p.chunk, "x": p.chunk},
+                     worldcover=worldcover, worldcover_catalog=_worldcover_catalog(p))
     tasks = []
     ty, tx = regions[0].ys.start, regions[0].xs.start
     for r in regions:
@@ -222,6 +227,26 @@ def _tile_tasks(p: Plan, code: str, items: Mapping[str, pystac.Item], writer: Mo
                         x=slice(r.xs.start - tx, r.xs.stop - tx))
         tasks.append(writer.region_task(r, sub))
     return tasks
+
+
+def _worldcover_catalog(p: Plan) -> str:
+    """Where ``worldcover="auto"`` looks: the plan's catalog."""
+    return p.catalog if p.catalog is not None else "planetary-computer"
+
+
+def _check_worldcover(worldcover: Any, p: Plan) -> str | None:
+    if worldcover is None:
+        return None
+    if isinstance(worldcover, os.PathLike):
+        worldcover = os.fspath(worldcover)
+    if not isinstance(worldcover, str) or not worldcover:
+        raise ParameterError(f"worldcover={worldcover!r}: give 'auto' (ESA WorldCover from the "
+                             "plan's catalog) or the path/URL of a WorldCover raster.")
+    if worldcover == "auto" and p.catalog is None:
+        raise ParameterError("worldcover='auto' searches the plan's catalog, but this plan was "
+                             "made from items (no catalog): give the path/URL of a WorldCover "
+                             "raster instead.")
+    return worldcover
 
 
 def _collect(*keys: str) -> list[str]:
@@ -306,6 +331,7 @@ def run(
     zarr_format: int = 3,
     cogs: str | None = None,
     on_tile: Callable[[str, str, TileState], None] | None = None,
+    worldcover: str | os.PathLike[str] | None = None,
 ) -> RunResult:
     """Run a plan: each tile's SCMaP composite into one mosaic Zarr, resumable.
 
@@ -336,6 +362,11 @@ def run(
         and added to the tile's STAC item.
     on_tile : callable, optional
         Called ``on_tile(code, "done" | "failed", state)`` after each tile settles.
+    worldcover : {"auto"} or str, optional
+        SCMaP's land-cover exclusion (see :func:`cup4soil.scmap.composite`): ``"auto"``
+        finds ESA WorldCover in the plan's catalog for each tile, a path/URL names a
+        WorldCover raster; default: none. Recorded in the mosaic, so a resume with another
+        choice is refused.
 
     Returns
     -------
@@ -346,7 +377,8 @@ def run(
     if not isinstance(retries, int) or retries < 0:
         raise ParameterError(f"retries={retries!r} must be a non-negative integer.")
     bands = list(p.options.get("bands") or s2.ALL_BANDS)
-    template = _template(p, bands, threshold)
+    wc = _check_worldcover(worldcover, p)
+    template = _template(p, bands, threshold, wc)
     tile_px = round(grid.SIZES[p.size] / p.resolution)
     writer = MosaicWriter(template, out, region=p.chunk, chunks=p.chunk,
                           storage_options=storage_options, zarr_format=zarr_format)
@@ -383,7 +415,7 @@ def run(
             def tasks(code: str) -> list[Any]:
                 have = writer.done(refresh=attempts[code] > 0)
                 left = [r for r in per_tile[code] if r.key not in have] or per_tile[code]
-                return _tile_tasks(p, code, item_map, writer, left, bands, threshold)
+                return _tile_tasks(p, code, item_map, writer, left, bands, threshold, wc)
 
             c = _client(client)
             if c is None:
