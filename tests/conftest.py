@@ -99,3 +99,11 @@ def s3_bucket(s3_endpoint: str, request: pytest.FixtureRequest) -> tuple[str, di
     options = {"key": S3_KEY, "secret": S3_SECRET, "endpoint_url": s3_endpoint,
                "client_kwargs": {"region_name": "us-east-1"}}
     return f"s3://{name}", options
+
+
+@pytest.fixture(params=["local", "s3"])
+def where(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, dict | None]:
+    """(base URL, storage_options): a local folder, or a fresh bucket on moto's S3."""
+    if request.param == "local":
+        return str(tmp_path), None
+    return request.getfixturevalue("s3_bucket")

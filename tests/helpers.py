@@ -19,7 +19,12 @@ from typing import Any
 import dask
 
 __all__ = [
-    "CallCounter", "CountingScheduler", "FakeRasterDriver", "FaultyHTTPServer", "free_port",
+    "CallCounter",
+    "CountingScheduler",
+    "FakeRasterDriver",
+    "FaultyHTTPServer",
+    "free_port",
+    "objects",
     "raise_if_dask_computes",
 ]
 
@@ -348,3 +353,13 @@ def _ranged(data: bytes, header: str | None) -> tuple[int, dict[str, str], bytes
         chunks.append(data[a:b + 1] + b"\r\n")
     chunks.append(f"--{boundary}--\r\n".encode())
     return 206, {"Content-Type": f"multipart/byteranges; boundary={boundary}"}, b"".join(chunks)
+
+
+def objects(url: str, options: dict[str, Any] | None) -> dict[str, bytes]:
+    """Every object below ``url`` (a local folder or ``s3://...``) by its relative path,
+    listed afresh (fsspec caches listings per process)."""
+    import fsspec
+
+    fs, root = fsspec.core.url_to_fs(url, **(options or {}))
+    fs.invalidate_cache()
+    return {p[len(root):]: fs.cat_file(p) for p in fs.find(root)}

@@ -31,28 +31,15 @@ from cup4soil.errors import (
 )
 
 from _store_writer import product
-from helpers import CallCounter
+from helpers import CallCounter, objects
 
 WRITER = Path(__file__).parent / "_store_writer.py"
-
-
-@pytest.fixture(params=["local", "s3"])
-def where(request, tmp_path):
-    """(base URL, storage_options): a local folder, or a fresh bucket on moto's S3."""
-    if request.param == "local":
-        return str(tmp_path), None
-    return request.getfixturevalue("s3_bucket")
 
 
 @pytest.fixture(scope="module")
 def vpc(sample):
     items = cup4soil.search(sample.bbox, "2019", catalog=sample.catalog)
     return masks.valid_pixel_count(cup4soil.load_s2(items)).to_dataset()
-
-
-def _objects(url: str, options: dict | None) -> dict[str, bytes]:
-    fs, root = fsspec.core.url_to_fs(url, **(options or {}))
-    return {p[len(root):]: fs.cat_file(p) for p in fs.find(root)}
 
 
 def _sidecar(url: str | Path) -> Path:
@@ -245,7 +232,7 @@ def test_resume_computes_only_what_is_missing(where):
     for v in ("soc", "count"):
         np.testing.assert_array_equal(a[v].values, b[v].values)
     # the chunk objects themselves are identical
-    objs, ref = _objects(url, options), _objects(ref_url, options)
+    objs, ref = objects(url, options), objects(ref_url, options)
     chunks = [k for k in ref if "/c/" in k]
     assert chunks and all(objs[k] == ref[k] for k in chunks)
     # nothing left: resuming again computes no block
@@ -438,9 +425,9 @@ def test_no_secret_reaches_the_product(s3_bucket):
     url = f"{bucket}/clean.zarr"
     store.write(ds, url, storage_options=options,
                 provenance={"catalog": "https://pc/?token=SECRETSIG"})
-    objects = {**_objects(url, options), **_objects(url + store.SIDECAR, options)}
-    assert any(k.endswith(store.STAC_ITEM) for k in objects)  # the sidecar is scanned too
-    blob = b"".join(objects.values())
+    found = {**objects(url, options), **objects(url + store.SIDECAR, options)}
+    assert any(k.endswith(store.STAC_ITEM) for k in found)  # the sidecar is scanned too
+    blob = b"".join(found.values())
     for secret in (b"SECRETSIG", options["secret"].encode(), options["key"].encode()):
         assert secret not in blob
     attrs = store.open(url, storage_options=options).attrs

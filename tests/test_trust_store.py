@@ -37,16 +37,9 @@ from cup4soil.errors import (
 from cup4soil.products.lease import Lease
 
 from _store_writer import product
+from helpers import objects
 
 WRITER = Path(__file__).parent / "_store_writer.py"
-
-
-@pytest.fixture(params=["local", "s3"])
-def where(request, tmp_path):
-    """(base URL, storage_options): a local folder, or a fresh bucket on moto's S3."""
-    if request.param == "local":
-        return str(tmp_path), None
-    return request.getfixturevalue("s3_bucket")
 
 
 def _fs(url: str, options: dict | None):
@@ -61,12 +54,6 @@ def _put(url: str, options: dict | None, files: dict[str, bytes]) -> None:
         fs.pipe_file(f"{root}/{name}", data)
 
 
-def _snapshot(url: str, options: dict | None) -> dict[str, bytes]:
-    fs, root = _fs(url, options)
-    fs.invalidate_cache()
-    return {p[len(root):]: fs.cat_file(p) for p in fs.find(root)}
-
-
 USER_FILES = {"notes.txt": b"field notes", "raw/scene-1.tif": b"not really a tiff",
               "raw/deep/keep.csv": b"a,b\n1,2\n"}
 
@@ -78,10 +65,10 @@ def test_a_folder_of_other_files_is_refused_and_kept(where, mode):
     base, options = where
     url = f"{base}/mine.zarr"
     _put(url, options, USER_FILES)
-    before = _snapshot(url, options)
+    before = objects(url, options)
     with pytest.raises(NotAProductError, match=r"not a cup4soil product.*notes\.txt"):
         store.write(product(), url, storage_options=options, mode=mode)
-    assert _snapshot(url, options) == before
+    assert objects(url, options) == before
 
 
 @pytest.mark.parametrize("mode", ["w", "resume"])
@@ -89,10 +76,10 @@ def test_a_zarr_store_of_another_tool_is_refused_and_kept(where, mode):
     base, options = where
     url = f"{base}/theirs.zarr"
     product().to_zarr(url, storage_options=options, consolidated=False)  # no cup4soil plan
-    before = _snapshot(url, options)
+    before = objects(url, options)
     with pytest.raises(NotAProductError, match="Zarr store that cup4soil did not write"):
         store.write(product(), url, storage_options=options, mode=mode)
-    assert _snapshot(url, options) == before
+    assert objects(url, options) == before
 
 
 @pytest.mark.parametrize("mode", ["w-", "w"])
@@ -117,10 +104,10 @@ def test_replacing_a_product_that_holds_other_files_deletes_nothing(where):
     url = f"{base}/p.zarr"
     store.write(product(), url, storage_options=options)
     _put(url, options, {"README.txt": b"my notes about this product"})
-    before = _snapshot(url, options)
+    before = objects(url, options)
     with pytest.raises(NotAProductError, match=r"README\.txt, which cup4soil did not write"):
         store.write(product().assign_attrs(title="new"), url, storage_options=options, mode="w")
-    assert _snapshot(url, options) == before
+    assert objects(url, options) == before
     with warnings.catch_warnings():  # zarr: README.txt "is not recognized"
         warnings.simplefilter("ignore")
         assert store.open(url, storage_options=options).attrs["title"] == "kill test"
@@ -129,12 +116,12 @@ def test_replacing_a_product_that_holds_other_files_deletes_nothing(where):
 def test_replace_starts_only_once_the_new_write_can_be_encoded(tmp_path):
     url = str(tmp_path / "p.zarr")
     store.write(product(), url)
-    before = _snapshot(url, None)
+    before = objects(url, None)
     bad = product()
     bad["soc"].attrs["bands"] = {"B02", "B03"}  # a set: not JSON, fails when encoded
     with pytest.raises(ParameterError, match="cannot be written as Zarr"):
         store.write(bad, url, mode="w")
-    assert _snapshot(url, None) == before  # the old product is intact and complete
+    assert objects(url, None) == before  # the old product is intact and complete
     np.testing.assert_array_equal(store.open(url).soc.values, product().soc.values)
 
 
@@ -215,6 +202,7 @@ _RESUMER = """
 import json, sys
 sys.path.insert(0, {tests!r})
 from _store_writer import product
+from helpers import objects
 from cup4soil import store
 store.write(product(), sys.argv[1], storage_options=json.loads(sys.argv[2]), mode="resume")
 """
@@ -390,6 +378,7 @@ import errno, json, os, subprocess, sys
 sys.path.insert(0, {tests!r})
 import numpy as np
 from _store_writer import product
+from helpers import objects
 from cup4soil import store
 from cup4soil.errors import IncompleteProductError, StorageFullError
 mnt = sys.argv[1]
