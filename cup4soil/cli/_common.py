@@ -15,8 +15,22 @@ if TYPE_CHECKING:
     #: What ``ArgumentParser.add_subparsers`` returns; each command group adds its parsers.
     Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
 
-__all__ = ["Cluster", "cluster_arg", "storage_args", "storage_options", "write_mode",
-           "zarr_format_arg"]
+__all__ = ["Cluster", "cluster_arg", "storage_args", "storage_options", "threshold_arg",
+           "threshold_option", "write_mode", "zarr_format_arg"]
+
+
+def threshold_option(p: argparse.ArgumentParser) -> None:
+    """Add ``--threshold`` (SCMaP's PVIR2 threshold; read with :func:`threshold_arg`)."""
+    p.add_argument("--threshold", default="dlr-europe",
+                   help="PVIR2 threshold: a number, a raster path/URL, or dlr-europe")
+
+
+def threshold_arg(text: str) -> float | str:
+    """``--threshold``: a number, else a name or raster path/URL."""
+    try:
+        return float(text)
+    except ValueError:
+        return text
 
 
 def cluster_arg(p: argparse.ArgumentParser) -> None:

@@ -6,7 +6,15 @@ import argparse
 import time
 from typing import TYPE_CHECKING
 
-from ._common import cluster_arg, max_pixels_arg, storage_args, storage_options, write_mode
+from ._common import (
+    cluster_arg,
+    max_pixels_arg,
+    storage_args,
+    storage_options,
+    threshold_arg,
+    threshold_option,
+    write_mode,
+)
 
 if TYPE_CHECKING:
     from ._common import Subparsers
@@ -29,8 +37,7 @@ def register(sub: Subparsers) -> None:
     p.add_argument("--resolution", type=float, default=20.0, help="metres (default 20)")
     p.add_argument("--crs", default=None, help="output CRS (default: UTM zone of the AOI)")
     p.add_argument("--by", choices=("year",), default=None, help="per-year products")
-    p.add_argument("--threshold", default="dlr-europe",
-                   help="PVIR2 threshold: a number, a raster path/URL, or dlr-europe")
+    threshold_option(p)
     p.add_argument("--max-cloud-cover", type=float, default=80.0, help="percent")
     p.add_argument("--worldcover", default=None, metavar="auto|PATH",
                    help="ESA WorldCover (auto: from --catalog) or a WorldCover raster: "
@@ -40,14 +47,6 @@ def register(sub: Subparsers) -> None:
     storage_args(p)
     cluster_arg(p)
     p.set_defaults(run=run)
-
-
-def threshold_arg(text: str) -> float | str:
-    """``--threshold``: a number, else a name or raster path/URL."""
-    try:
-        return float(text)
-    except ValueError:
-        return text
 
 
 def run(args: argparse.Namespace) -> int:

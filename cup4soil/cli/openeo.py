@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ParameterError
-from ._common import cluster_arg, storage_args, storage_options, write_mode
+from ._common import cluster_arg, storage_args, storage_options, threshold_arg, write_mode
 
 if TYPE_CHECKING:
     from ._common import Subparsers
@@ -90,13 +90,6 @@ def register(sub: Subparsers) -> None:
     s.set_defaults(run=run_submit)
 
 
-def _threshold(text: str) -> float | str:
-    try:
-        return float(text)
-    except ValueError:
-        return text
-
-
 def _params(pairs: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for pair in pairs:
@@ -121,7 +114,7 @@ def run_export(args: argparse.Namespace) -> int:
     graph = scmap_graph(
         temporal_extent=args.time, bbox=args.aoi, max_cloud_cover=args.max_cloud_cover,
         nmad_sigma=args.nmad_sigma, products=args.products,
-        threshold=_threshold(args.threshold), worldcover=not args.no_worldcover,
+        threshold=threshold_arg(args.threshold), worldcover=not args.no_worldcover,
         resolution=args.resolution,
     )
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -178,7 +171,7 @@ def run_graph(args: argparse.Namespace) -> int:
                 "the graph loads ESA WorldCover: give --worldcover RASTER (a WorldCover map "
                 "covering the area), or export the graph with --no-worldcover.")
         worldcover = _worldcover(args.worldcover, cube)
-    threshold = _threshold(args.threshold) if inputs.threshold_url else None
+    threshold = threshold_arg(args.threshold) if inputs.threshold_url else None
     print(f"{len(items)} items -> cube {dict(cube.sizes)}; running {args.graph} with "
           "openeo_processes_dask")
     products = run_local(doc, cube, threshold, worldcover=worldcover, parameters=values)

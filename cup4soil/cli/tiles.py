@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import TYPE_CHECKING
 
-from ._common import cluster_arg, storage_options, zarr_format_arg
+from ._common import cluster_arg, storage_options, threshold_arg, threshold_option, zarr_format_arg
 
 if TYPE_CHECKING:
     from ._common import Subparsers
@@ -40,8 +40,7 @@ def register(sub: Subparsers) -> None:
     r.add_argument("plan", help="plan.json from 'cup4soil plan'")
     r.add_argument("--out", required=True, help="the mosaic's URL (path, s3://...); running "
                    "again resumes it")
-    r.add_argument("--threshold", default="dlr-europe",
-                   help="PVIR2 threshold: a number, a raster path/URL, or dlr-europe")
+    threshold_option(r)
     r.add_argument("--worldcover", default=None, metavar="auto|PATH",
                    help="exclude land cover as SCMaP does: 'auto' finds ESA WorldCover in the "
                         "plan's catalog, or a WorldCover raster's path/URL (default: none)")
@@ -83,7 +82,6 @@ def run_plan(args: argparse.Namespace) -> int:
 def run_run(args: argparse.Namespace) -> int:
     """Run (or resume) a plan; exit status 0 only when the mosaic is complete."""
     from ..tiling import run
-    from .composite import threshold_arg
 
     result = run(args.plan, out=args.out, retries=args.retries,
                  max_tiles_in_flight=args.max_tiles_in_flight,
