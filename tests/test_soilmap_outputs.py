@@ -1,0 +1,115 @@
+"""Issue 14's outputs: the validation report and ``cup4soil validate`` (§7)."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+from PIL import Image
+from test_soilmap import CRS, _samples, _world
+
+from cup4soil import soilmap, store
+from cup4soil.cli import main
+from cup4soil.errors import NotAProductError
+from cup4soil.products.report import MARKER, validation_report
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def product(tmp_path_factory):
+    """A small soc/phh2o product written by cup4soil, and independent points."""
+    cov, truth = _world()
+    model = soilmap.train(_samples(truth), {"soc": "%", "phh2o": "pH"}, covariates=cov,
+                          folds="800 m", crs=CRS, n_estimators=20)
+    folder = tmp_path_factory.mktemp("validate")
+    url = str(folder / "maps.zarr")
+    store.write(model.predict(cov, chunks=40), url)
+    held = _samples(truth, n=60, seed=9)
+    csv = folder / "held.csv"
+    held.to_csv(csv, index=False)
+    return url, csv, held
+
+
+def _metrics_in(md: str) -> dict[str, float]:
+    lines = [ln for ln in md.splitlines() if ln.startswith("|")]
+    names = [c.strip() for c in lines[0].strip("|").split("|")]
+    vals = [float(c) for c in lines[2].strip("|").split("|")]
+    return dict(zip(names, vals, strict=True))
+
+
+def test_validate_command_writes_the_report(product, tmp_path, capsys):
+    url, csv, held = product
+    out = tmp_path / "report"
+    assert main(["validate", url, str(csv), "--property", "soc", "--unit", "%", "--crs", CRS,
+                 "--out", str(out)]) == 0
+    assert "report written" in capsys.readouterr().out
+    metrics, table = soilmap.validate(store.open(url), held, "soc", unit="%", crs=CRS)
+    got = _metrics_in((out / "report.md").read_text())
+    assert set(got) == {"ME", "RMSE", "MEC", "CCC", "PICP90", "n"}
+    for k, v in got.items():
+        assert v == pytest.approx(metrics[k], abs=6e-4), k
+    for name in ("scatter.png", "residuals.png", "coverage.png"):
+        data = (out / name).read_bytes()
+        assert data[:8] == PNG
+        with Image.open(out / name) as im:
+            im.verify()
+        assert f"({name})" in (out / "report.md").read_text()
+    assert "<table" in (out / "report.html").read_text()
+    # the map coordinates are the map's CRS (here the same as the points')
+    np.testing.assert_allclose(table["x_map"], table["x"])
+    assert table.attrs["crs"] == CRS
+    # a second run replaces cup4soil's own report
+    assert main(["validate", url, str(csv), "--property", "soc", "--unit", "%", "--crs", CRS,
+                 "--out", str(out), "--no-html"]) == 0
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--property", "nitrogen"], "lack nitrogen_0-30cm_Q0.5"),
+    (["--property", "soc", "--column", "nope"], "no column 'nope'"),
+    (["--property", "soc", "--crs", "EPSG:4326"], "no point has both"),
+    (["--property", "nonsense"], "property 'nonsense'"),
+])
+def test_validate_command_refuses_bad_inputs(product, tmp_path, capsys, argv, message):
+    url, csv, _ = product
+    if "--crs" not in argv:
+        argv = [*argv, "--crs", CRS]
+    code = main(["validate", url, str(csv), *argv, "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "r").exists()  # nothing written before the inputs are checked
+
+
+def test_report_never_writes_into_a_user_folder(product, tmp_path, capsys):
+    url, csv, held = product
+    user = tmp_path / "mine"
+    user.mkdir()
+    (user / "notes.txt").write_text("keep me")
+    code = main(["validate", url, str(csv), "--property", "soc", "--unit", "%", "--crs", CRS,
+                 "--out", str(user)])
+    assert code == 2 and "did not write" in capsys.readouterr().err
+    assert sorted(p.name for p in user.iterdir()) == ["notes.txt"]
+    metrics, table = soilmap.validate(store.open(url), held, "soc", unit="%", crs=CRS)
+    with pytest.raises(NotAProductError, match="is a file"):
+        validation_report(metrics, table, user / "notes.txt", property="soc", units="dg/kg")
+    # an empty folder is fine, and is marked as cup4soil's
+    (tmp_path / "empty").mkdir()
+    validation_report(metrics, table, tmp_path / "empty", property="soc", units="dg/kg")
+    assert (tmp_path / "empty" / MARKER).is_file()
+
+
+def test_residual_map_has_map_furniture(product):
+    url, _, held = product
+    from cup4soil.products.report import residual_figure
+
+    _, table = soilmap.validate(store.open(url), held, "soc", unit="%", crs=CRS)
+    fig = residual_figure(table, property="soc", units="dg/kg", crs=CRS)
+    gids = {a.get_gid() for ax in fig.axes for a in ax.get_children()}
+    gids |= {t.get_gid() for t in fig.texts}
+    assert {"scale-bar", "north-arrow", "crs-caption"} <= gids
+    cbar_label = fig.axes[1].get_ylabel()
+    assert "dg/kg" in cbar_label
+    caption = next(t.get_text() for t in fig.texts if t.get_gid() == "crs-caption")
+    assert re.search(r"EPSG:32633", caption)
