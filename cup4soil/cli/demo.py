@@ -324,6 +324,7 @@ def run_demo(
     sm_info = store.write(full, str(folder / "soilmaps.zarr"), mode="w",
                           zarr_format=zarr_format)
     sm_ds = store.open(sm_info.url).load()
+    pngs += quicklook.product(sm_ds, folder / "soilmaps")  # each property, its width, stock
     t = step("soil maps + SOC stock + AWC", t)
     # The seed's table: set 1 (S1, terrain, land cover), 2 (+ MREF), 3 (+ SRC/MREF mosaic).
     set1 = cov_ds[[v for v in cov_ds.data_vars if not str(v).startswith("MOSAIC")]]
