@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 from test_soilmap import CRS, _samples, _world
@@ -113,3 +114,46 @@ def test_residual_map_has_map_furniture(product):
     assert "dg/kg" in cbar_label
     caption = next(t.get_text() for t in fig.texts if t.get_gid() == "crs-caption")
     assert re.search(r"EPSG:32633", caption)
+
+
+# --- SoilMapModel save/load ----------------------------------------------------------------
+
+def test_soilmap_model_round_trip(tmp_path):
+    from test_soilmap import PROPS
+
+    from cup4soil.errors import ModelError, ParameterError
+
+    cov, truth = _world()
+    table = _samples(truth)
+    table.loc[:29, "bdod"] = np.nan
+    model = soilmap.train(table, PROPS, covariates=cov, folds="800 m", crs=CRS,
+                          n_estimators=15)
+    path = model.save(tmp_path / "sm")
+    back = soilmap.load(path)
+    assert back.properties == model.properties and back.features == model.features
+    assert back.folds == model.folds and back.time_start == model.time_start
+    feats = pd.DataFrame(np.random.default_rng(3).normal(size=(50, 3)),
+                         columns=list(model.features))
+    pd.testing.assert_frame_equal(back.predict_table(feats), model.predict_table(feats))
+    pd.testing.assert_frame_equal(back.cv, model.cv, check_dtype=False)
+    pd.testing.assert_frame_equal(back.cv_predictions["clay"], model.cv_predictions["clay"],
+                                  check_dtype=False)
+    # never over a model without overwrite, never into a folder of other files
+    with pytest.raises(ParameterError, match="overwrite=True"):
+        model.save(path)
+    assert model.save(path, overwrite=True) == path
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "keep.txt").write_text("mine")
+    with pytest.raises(ParameterError, match="not a cup4soil soil-map model"):
+        model.save(other, overwrite=True)
+    assert [p.name for p in other.iterdir()] == ["keep.txt"]
+    # another format, a single-property model, an incomplete folder: clear errors
+    card = path / "soilmap-card.json"
+    card.write_text(card.read_text().replace("cup4soil-soilmap/1", "cup4soil-soilmap/99"))
+    with pytest.raises(ModelError, match="format 'cup4soil-soilmap/99'"):
+        soilmap.load(path)
+    with pytest.raises(ModelError, match=r"cup4soil\.models\.load"):
+        soilmap.load(path / "models" / "soc")
+    with pytest.raises(ModelError, match="is missing"):
+        soilmap.load(other)

@@ -5,7 +5,8 @@ Builds on :mod:`cup4soil.models` (one model per property) and :mod:`cup4soil.cov
 knows no storage (the products stage writes what :meth:`SoilMapModel.predict` returns).
 Modules: ``maps`` (:func:`train`, :class:`SoilMapModel`), ``texture`` (log-ratios),
 ``compare`` (the covariate-set table), ``indicators`` and ``kernels`` (SOC stock, AWC,
-Monte Carlo).
+Monte Carlo), ``validation`` (:func:`validate`), ``persistence`` (:meth:`SoilMapModel.save`,
+:func:`load`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from __future__ import annotations
 from .compare import compare, plot_compare
 from .indicators import awc, soc_stock
 from .maps import DEPTH, MIN_SAMPLES, QUANTILES, SoilMapModel, layer_name, train
+from .persistence import load
 from .validation import validate
 
 __all__ = ["DEPTH", "MIN_SAMPLES", "QUANTILES", "SoilMapModel", "awc", "compare", "layer_name",
-           "plot_compare", "soc_stock", "train", "validate"]
+           "load", "plot_compare", "soc_stock", "train", "validate"]

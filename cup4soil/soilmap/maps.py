@@ -17,6 +17,7 @@ import math
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import dask.array as da
@@ -126,6 +127,20 @@ class SoilMapModel:
     def texture_models(self) -> tuple[SoilModel, SoilModel] | None:
         """The models of ln(sand/clay) and ln(silt/clay), when texture is mapped."""
         return None if self._texture is None else (self._texture.a_sand, self._texture.a_silt)
+
+    def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
+        """Write the models to a directory (one cup4soil model per property, the texture
+        log-ratio models, the CV; a card written last); read back with
+        :func:`cup4soil.soilmap.load`. Never writes into a directory it did not write.
+
+        Raises
+        ------
+        ParameterError
+            ``path`` holds other files, or a model and ``overwrite`` is false.
+        """
+        from .persistence import save
+
+        return save(self, path, overwrite=overwrite)
 
     def __repr__(self) -> str:
         cells = ", ".join(f"{p} MEC={self.cv.loc[p, 'MEC']:.2f}" for p in self.properties)
