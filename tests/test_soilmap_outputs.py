@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import re
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from PIL import Image
 from test_soilmap import CRS, _samples, _world
 
@@ -157,3 +161,71 @@ def test_soilmap_model_round_trip(tmp_path):
         soilmap.load(path / "models" / "soc")
     with pytest.raises(ModelError, match="is missing"):
         soilmap.load(other)
+
+
+# --- extrapolation flag (§9) ---------------------------------------------------------------
+
+def _slow_flag(block, ranges, margin):
+    f, h, w = block.shape
+    out = np.zeros((h, w), np.uint8)
+    for i in range(h):
+        for j in range(w):
+            v = block[:, i, j]
+            if not np.isfinite(v).all():
+                out[i, j] = 255
+                continue
+            for k in range(f):
+                lo, hi = ranges[k]
+                pad = margin * (hi - lo)
+                if v[k] < lo - pad or v[k] > hi + pad:
+                    out[i, j] = 1
+    return out
+
+
+@given(st.integers(1, 4), st.integers(1, 5), st.integers(1, 5), st.integers(0, 2**32 - 1),
+       st.sampled_from([0.0, 0.1, 0.5]))
+def test_extrapolation_kernel_matches_reference(f, h, w, seed, margin):
+    from cup4soil.soilmap.extrapolation import extrapolated_block, training_ranges
+
+    rng = np.random.default_rng(seed)
+    train_x = rng.normal(size=(20, f))
+    train_x[0, 0] = np.nan  # missing training values do not widen the range
+    ranges = training_ranges(train_x)
+    assert np.isfinite(ranges).all()
+    block = rng.normal(scale=2.0, size=(f, h, w))
+    block[rng.random((f, h, w)) < 0.1] = np.nan
+    np.testing.assert_array_equal(extrapolated_block(block, ranges, margin),
+                                  _slow_flag(block, ranges, margin))
+
+
+def test_extrapolated_layer_is_lazy_and_flags_the_shifted_area():
+    from cup4soil.soilmap.extrapolation import ExtrapolationWarning, check_extrapolation
+
+    from helpers import raise_if_dask_computes
+
+    cov, truth = _world()
+    model = soilmap.train(_samples(truth), {"soc": "%"}, covariates=cov, folds="800 m",
+                          crs=CRS, n_estimators=10)
+    assert model.feature_ranges is not None and model.feature_ranges.shape == (3, 2)
+    shifted = cov.copy()
+    a = shifted["cov_a"].values.copy()
+    lo, hi = model.feature_ranges[list(model.features).index("cov_a")]
+    a[:20, :] = hi + 0.5 * (hi - lo)  # a quarter of the map far beyond the training range
+    a[20:22, :] = np.nan
+    shifted["cov_a"] = (("y", "x"), a)
+    with raise_if_dask_computes():
+        maps = model.predict(shifted, chunks=32)
+    flag = maps["extrapolated"].values
+    assert flag.dtype == np.uint8 and (flag[:20] == 1).all()
+    assert (flag[20:22] == 255).all()
+    assert maps["extrapolated"].attrs["margin"] == 0.1
+    block = np.stack([shifted[f].values for f in model.features]).astype(np.float64)
+    np.testing.assert_array_equal(flag, _slow_flag(block, model.feature_ranges, 0.1))
+    k, n = int((flag == 1).sum()), int((flag != 255).sum())
+    assert n == 80 * 78 and k >= 1600
+    with pytest.warns(ExtrapolationWarning, match=rf"{k} of {n} pixels \({100 * k / n:.1f} %\)"):
+        share = check_extrapolation(flag, what="the soc map")
+    assert share == pytest.approx(k / n)
+    assert check_extrapolation(model.predict(cov)["extrapolated"].values) <= 0.1  # no warning
+    back = soilmap.load(model.save(Path(tempfile.mkdtemp()) / "m"))
+    np.testing.assert_array_equal(back.feature_ranges, model.feature_ranges)

@@ -350,6 +350,11 @@ def run_demo(
                             f"{d['PICP90']:.2f} | {d['n']} |")
     report_lines += ["", "Covariate sets (cross-validation, same folds):", "",
                      "```", table.round(3).to_string(), "```"]
+    flag = sm_ds["extrapolated"].values
+    extrapolated = float((flag == 1).sum()) / max(int((flag != 255).sum()), 1)
+    report_lines += ["", f"Extrapolated pixels (a covariate more than 10 % of its training "
+                     f"range outside it): {100 * extrapolated:.1f} % (layer `extrapolated` "
+                     "of soilmaps.zarr)."]
     validation = folder / "validation.md"
     validation.write_text("\n".join(report_lines) + "\n")
     step("covariate sets + validation", t)

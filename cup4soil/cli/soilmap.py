@@ -102,6 +102,12 @@ def run_map(args: argparse.Namespace) -> int:
                        provenance={"samples": str(args.samples), "covariates": args.covariates})
     print(f"wrote {len(info.variables)} layers of {', '.join(model.properties)} to {info.url} "
           f"in {time.perf_counter() - t0:.1f} s")
+    if "extrapolated" in info.variables:  # the share needs the pixels: read the written flag
+        written = store.open(info.url, storage_options=storage_options(args.storage_option))
+        share = soilmap.check_extrapolation(written["extrapolated"].values,
+                                            what=f"the maps at {info.url}")
+        print(f"extrapolated pixels (covariates > 10 % outside the training range): "
+              f"{100 * share:.1f} %")
     return 0
 
 

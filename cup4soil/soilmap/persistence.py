@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 from ..errors import ModelError, ParameterError
@@ -82,6 +83,8 @@ def save(model: SoilMapModel, path: str | Path, *, overwrite: bool = False) -> P
         "cv_columns": list(map(str, model.cv.columns)),
         "cv": {str(p): {str(k): _num(v) for k, v in row.items()}
                for p, row in model.cv.to_dict("index").items()},
+        "feature_ranges": None if model.feature_ranges is None else [
+            [_num(v) for v in row] for row in model.feature_ranges],
         "texture": None if tex is None else {"offsets": {k: float(v) for k, v in
                                                          tex.offsets.items()}},
         "created": datetime.now(UTC).isoformat(timespec="seconds"), "versions": versions(),
@@ -139,6 +142,9 @@ def load(path: str | Path) -> SoilMapModel:
         index=card["properties"], columns=card["cv_columns"]).astype(float)
     if "n" in cv:
         cv["n"] = cv["n"].astype(int)
+    ranges = card.get("feature_ranges")
     return SoilMapModel(tuple(card["properties"]), tuple(card["features"]), models, cv, cvp,
                         str(card["folds"]), card.get("time_start"), card.get("time_end"),
-                        texture)
+                        texture, None if ranges is None else np.array(
+                            [[np.nan if v is None else v for v in row] for row in ranges],
+                            np.float64))
