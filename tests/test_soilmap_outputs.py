@@ -229,3 +229,42 @@ def test_extrapolated_layer_is_lazy_and_flags_the_shifted_area():
     assert check_extrapolation(model.predict(cov)["extrapolated"].values) <= 0.1  # no warning
     back = soilmap.load(model.save(Path(tempfile.mkdtemp()) / "m"))
     np.testing.assert_array_equal(back.feature_ranges, model.feature_ranges)
+
+
+# --- SoilGrids-style scaled-integer COGs (§5) ----------------------------------------------
+
+def test_scaled_integer_cogs(tmp_path):
+    import rasterio
+
+    from cup4soil.errors import ParameterError
+    from cup4soil.products.cog import to_cogs
+
+    cov, truth = _world()
+    model = soilmap.train(_samples(truth), {"soc": "%", "phh2o": "pH"}, covariates=cov,
+                          folds="800 m", crs=CRS, n_estimators=10)
+    maps = model.predict(cov, chunks=40).compute()
+    maps["soc_0-30cm_Q0.5"][:3, :3] = np.nan
+    hrefs = to_cogs(maps, str(tmp_path / "cogs"), scaled=True)
+    with rasterio.open(hrefs["soc_0-30cm_Q0.5"]) as src:
+        assert src.dtypes[0] == "int16" and src.nodata == -32768
+        assert src.scales[0] == 1 and src.offsets[0] == 0
+        tags = src.tags()
+        assert tags["units"] == "dg/kg" and "divide by 10" in tags["conversion"]
+        assert src.crs.to_epsg() == 32633
+        data = src.read(1)
+    want = maps["soc_0-30cm_Q0.5"].values
+    assert (data[:3, :3] == -32768).all()
+    np.testing.assert_array_equal(data[3:], np.rint(want[3:]).astype(np.int16))
+    with rasterio.open(hrefs["phh2o_0-30cm_uncertainty"]) as src:
+        assert src.dtypes[0] == "int16" and src.scales[0] == pytest.approx(0.1)
+        unc = src.read(1, masked=True) * src.scales[0]
+    np.testing.assert_allclose(unc, maps["phh2o_0-30cm_uncertainty"].values, atol=0.05 + 1e-9)
+    with rasterio.open(hrefs["extrapolated"]) as src:  # not a property layer: its own type
+        assert src.dtypes[0] == "uint8"
+    # float COGs without the option
+    with rasterio.open(to_cogs(maps, str(tmp_path / "f"))["soc_0-30cm_Q0.5"]) as src:
+        assert src.dtypes[0] == "float32"
+    big = maps[["soc_0-30cm_mean"]].copy()
+    big["soc_0-30cm_mean"] = big["soc_0-30cm_mean"] * 1000
+    with pytest.raises(ParameterError, match="do not fit a scaled int16"):
+        to_cogs(big, str(tmp_path / "big"), scaled=True)
