@@ -41,7 +41,9 @@ def _product(crs: str = "EPSG:32633") -> xr.Dataset:
          "soc_0-30cm_Q0.95": (("y", "x"), soc * 1.3, {"units": "dg/kg"}),
          "socstock_0-30cm_Q0.5": (("y", "x"), soc / 3, {"units": "t/ha"}),
          "socstock_0-30cm_Q0.05": (("y", "x"), soc / 4, {"units": "t/ha"}),
-         "socstock_0-30cm_Q0.95": (("y", "x"), soc / 2, {"units": "t/ha"})},
+         "socstock_0-30cm_Q0.95": (("y", "x"), soc / 2, {"units": "t/ha"}),
+         "extrapolated": (("y", "x"), rng.choice(np.array([0, 1, 255], np.uint8),
+                                                  (NY, NX)), {"nodata": 255})},
         coords={"band": ["B11", "B08", "B04"], **{k: v for k, v in _grid(crs).items()}})
     return ds.rio.write_crs(crs)
 
@@ -59,7 +61,8 @@ def test_product_writes_every_quicklook_with_its_stretch(tmp_path):
     names = sorted(p.name for p in paths)
     assert names == sorted(["p-SRC-B11-B08-B04.png", "p-BSF.png", "p-MASK.png",
                             "p-soc_0-30cm_Q0.5.png", "p-soc_0-30cm-width90.png",
-                            "p-socstock_0-30cm_Q0.5.png", "p-socstock_0-30cm-width90.png"])
+                            "p-socstock_0-30cm_Q0.5.png", "p-socstock_0-30cm-width90.png",
+                            "p-extrapolated.png"])
     with Image.open(tmp_path / "p-soc_0-30cm_Q0.5.png") as im:
         text = dict(im.text)
     stretch = json.loads(text["stretch"])
@@ -79,6 +82,8 @@ def test_product_writes_every_quicklook_with_its_stretch(tmp_path):
     assert rgb["B11"] == pytest.approx(list(np.percentile(b11[np.isfinite(b11)], [2, 98])))
     with Image.open(tmp_path / "p-MASK.png") as im:
         assert json.loads(im.text["stretch"])["classes"]["1"] == "bare soil"
+    with Image.open(tmp_path / "p-extrapolated.png") as im:
+        assert json.loads(im.text["stretch"])["classes"]["1"].startswith("extrapolated")
 
 
 def test_scalar_figure_has_title_colourbar_units_and_furniture():

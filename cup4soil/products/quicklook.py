@@ -370,7 +370,8 @@ def _median_map(ds: xr.Dataset, name: str, path: str, width: xr.DataArray, wpath
                         units=units, cmap="viridis", method="2-98 % percentiles")
     out = [save_png(fig, path, meta)]
     _, top = _percentiles(width, (0, 98))
-    fig, meta = _scalar(width.rename(f"{name} 90 % width"), vmin=0.0, vmax=top,
+    stem = name.removesuffix("_Q0.5")
+    fig, meta = _scalar(width.rename(f"{stem} Q0.95 − Q0.05"), vmin=0.0, vmax=top,
                         title=f"{label}: width of the 90 % prediction interval",
                         units=units, cmap="magma",
                         method="0 to the 98th percentile")
@@ -383,6 +384,7 @@ def product(ds: xr.Dataset, prefix: str | Path) -> list[Path]:
 
     * ``SRC`` (band, y, x): false colour B11/B08/B04 (``-SRC-B11-B08-B04.png``);
     * ``BSF``: bare surface frequency on 0-1; ``MASK``: SCMaP's classes with a legend;
+      ``extrapolated`` (soil maps): pixels outside the training range;
     * a property with quantiles, cup4soil's model naming (``soc``, ``soc_q05``,
       ``soc_q95``: ``-soc.png``, ``-soc-piw90.png``) or SoilGrids' (``soc_0-30cm_Q0.5``,
       ``_Q0.05``, ``_Q0.95``, also SOC stock and AWC: ``-soc_0-30cm_Q0.5.png``,
@@ -411,6 +413,11 @@ def product(ds: xr.Dataset, prefix: str | Path) -> list[Path]:
                               units=str(ds["BSF"].attrs.get("units", "1")), cmap="YlOrBr"))
     if "MASK" in ds and ds["MASK"].ndim == 2:
         out.append(class_map(ds["MASK"], f"{prefix}-MASK.png", title="SCMaP mask (MASK)"))
+    if "extrapolated" in ds and ds["extrapolated"].ndim == 2:
+        out.append(class_map(ds["extrapolated"], f"{prefix}-extrapolated.png",
+                             classes={0: "inside the training range",
+                                      1: "extrapolated (> 10 % outside)"},
+                             title="Covariates outside the training range"))
     for name in map(str, ds.data_vars):
         if ds[name].ndim != 2:
             continue
