@@ -201,7 +201,10 @@ class SoilMapModel:
             SoilGrids mapped units) and ``_uncertainty`` ((Q0.95 − Q0.05) / Q0.5,
             dimensionless), NaN where a covariate is missing; attributes ``units``,
             ``conversion``, ``depth``; the dataset carries the covariates' ``time_start`` /
-            ``time_end`` (the STAC item's datetime range) and the CV figures.
+            ``time_end`` (the STAC item's datetime range) and the CV figures. With
+            :attr:`feature_ranges` (recorded by :func:`train`), ``extrapolated`` (uint8):
+            1 where a covariate lies more than 10 % of its training range outside it, 0
+            inside, 255 where a covariate is missing (:mod:`.extrapolation`).
         """
         limit = resolve_max_pixels(max_pixels)
         stack, first = feature_stack(covariates, self.features, chunks=chunks)
