@@ -52,6 +52,11 @@ def test_demo_end_to_end(tmp_path, capsys):
         "soil maps + SOC stock + AWC", "covariate sets + validation"]
     assert set(report.soil_truth) == {"soc", "nitrogen", "phh2o", "bdod", "clay", "sand", "silt"}
     assert report.validation_report.is_file() and (out / "covariate-sets.png").is_file()
+    assert "validation-soc/report.md" in report.validation_report.read_text()
+    for png in ("scatter.png", "residuals.png", "coverage.png"):
+        assert (out / "validation-soc" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "soilmaps-soc_0-30cm_Q0.5.png").is_file()
+    assert (out / "soilmaps-socstock_0-30cm-width90.png").is_file()
     maps = store.open(report.soilmaps_url)
     assert {"soc_0-30cm_Q0.05", "socstock_0-30cm_Q0.5", "awc_0-30cm_Q0.95"} <= set(maps.data_vars)
     cov = store.open(report.covariates_url)

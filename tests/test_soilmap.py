@@ -88,7 +88,7 @@ def test_all_properties_in_one_call(trained, world):
     with raise_if_dask_computes():
         maps = model.predict(cov, chunks=32)
     assert "soc_0-30cm_mean" in maps and "silt_0-30cm_uncertainty" in maps
-    assert len(maps.data_vars) == 35
+    assert len(maps.data_vars) == 36  # 7 properties x 5 statistics + extrapolated
     v = maps["soc_0-30cm_Q0.05"]
     assert v.attrs["units"] == "dg/kg" and v.attrs["depth"] == "0-30cm"
     assert v.attrs["conversion_factor"] == 10

@@ -231,6 +231,7 @@ def run_demo(
     DemoReport
     """
     import numpy as np
+    import pandas as pd
     import xarray as xr
 
     from .. import covariates, load_s2, masks, models, quicklook, scmap, search, soilmap, store
@@ -324,6 +325,7 @@ def run_demo(
     sm_info = store.write(full, str(folder / "soilmaps.zarr"), mode="w",
                           zarr_format=zarr_format)
     sm_ds = store.open(sm_info.url).load()
+    pngs += quicklook.product(sm_ds, folder / "soilmaps")  # each property, its width, stock
     t = step("soil maps + SOC stock + AWC", t)
     # The seed's table: set 1 (S1, terrain, land cover), 2 (+ MREF), 3 (+ SRC/MREF mosaic).
     set1 = cov_ds[[v for v in cov_ds.data_vars if not str(v).startswith("MOSAIC")]]
@@ -349,6 +351,34 @@ def run_demo(
                             f"{d['PICP90']:.2f} | {d['n']} |")
     report_lines += ["", "Covariate sets (cross-validation, same folds):", "",
                      "```", table.round(3).to_string(), "```"]
+    # The SOC map's report (scatter, residual map, coverage) at 300 of the held-out pixels
+    # (all of them would hide the points in the plots).
+    from ..products.report import validation_report
+
+    rows, cols = np.nonzero(held & np.isfinite(sm_ds["soc_0-30cm_Q0.5"].values))
+    pick = np.random.default_rng(seed).choice(rows.size, min(300, rows.size), replace=False)
+    rows, cols = rows[pick], cols[pick]
+    xs, ys = sm_ds["x"].values[cols], sm_ds["y"].values[rows]  # pixel centres
+    soc_names = [soilmap.layer_name("soc", q) for q in ("Q0.5", "Q0.05", "Q0.95")]
+    soc_table = pd.DataFrame({
+        "x_map": xs, "y_map": ys,
+        "observed": sample.truth_on("soc", gbox).values[rows, cols] * TRUTH_TO_MAPPED["soc"],
+        **{k: sm_ds[n].values[rows, cols] for k, n in zip(("predicted", "q05", "q95"),
+                                                          soc_names, strict=True)}})
+    soc_report = validation_report(
+        models.cv_metrics(soc_table["observed"], soc_table["predicted"], soc_table["q05"],
+                          soc_table["q95"]),
+        soc_table, folder / "validation-soc", property="soc",
+        units=str(sm_ds[soc_names[0]].attrs["units"]), crs=sample.crs,
+        title="Validation of the demo's SOC map against the hidden truth")
+    report_lines += ["", f"SOC map at {len(soc_table)} held-out pixels, with plots: "
+                     f"[{soc_report.parent.name}/report.md]({soc_report.parent.name}/"
+                     "report.md)."]
+    flag = sm_ds["extrapolated"].values
+    extrapolated = float((flag == 1).sum()) / max(int((flag != 255).sum()), 1)
+    report_lines += ["", f"Extrapolated pixels (a covariate more than 10 % of its training "
+                     f"range outside it): {100 * extrapolated:.1f} % (layer `extrapolated` "
+                     "of soilmaps.zarr)."]
     validation = folder / "validation.md"
     validation.write_text("\n".join(report_lines) + "\n")
     step("covariate sets + validation", t)

@@ -1,5 +1,5 @@
-"""``cup4soil map`` and ``cup4soil compare``: every soil property in one product, and the
-covariate-set table."""
+"""``cup4soil map``, ``cup4soil compare`` and ``cup4soil validate``: every soil property in
+one product, the covariate-set table, and a map's validation report at independent points."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def register(sub: Subparsers) -> None:
-    """Add the ``map`` and ``compare`` commands."""
+    """Add the ``map``, ``compare`` and ``validate`` commands."""
     m = sub.add_parser(
         "map", help="map several soil properties with calibrated 90 %% intervals",
         description="Train one model per property with shared spatial folds and write every "
@@ -62,6 +62,29 @@ def register(sub: Subparsers) -> None:
     c.add_argument("--plot", default=None, help="write the bar chart to this PNG")
     c.set_defaults(run=run_compare)
 
+    v = sub.add_parser(
+        "validate", help="validate a soil map at independent points (Markdown report)",
+        description="Sample a product written by 'cup4soil map' at independent points and "
+                    "write ME, RMSE, MEC, CCC, PICP90 and n with a predicted-vs-observed "
+                    "scatter, a residual map and an interval-coverage plot to "
+                    "REPORT_DIR/report.md (and report.html).")
+    v.add_argument("product", metavar="PRODUCT", help="Zarr store of soil maps (URL or path)")
+    v.add_argument("points", metavar="POINTS",
+                   help="CSV, GeoPackage, GeoJSON or Parquet of independent observations")
+    v.add_argument("--property", required=True, dest="prop",
+                   help="SoilGrids property to validate, e.g. soc")
+    v.add_argument("--unit", default=None,
+                   help="unit of the observations, e.g. %% (default: the map's units)")
+    v.add_argument("--column", default=None,
+                   help="observation column (default: the property's name)")
+    v.add_argument("--crs", default=None, help="CRS of the point coordinates")
+    v.add_argument("--out", required=True, metavar="REPORT_DIR",
+                   help="report folder: new, empty, or an earlier cup4soil report")
+    v.add_argument("--no-html", action="store_true", help="write report.md only")
+    v.add_argument("--storage-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="fsspec storage option for PRODUCT (repeatable)")
+    v.set_defaults(run=run_validate)
+
 
 def run_map(args: argparse.Namespace) -> int:
     """Train, predict, write; print the CV table."""
@@ -79,6 +102,12 @@ def run_map(args: argparse.Namespace) -> int:
                        provenance={"samples": str(args.samples), "covariates": args.covariates})
     print(f"wrote {len(info.variables)} layers of {', '.join(model.properties)} to {info.url} "
           f"in {time.perf_counter() - t0:.1f} s")
+    if "extrapolated" in info.variables:  # the share needs the pixels: read the written flag
+        written = store.open(info.url, storage_options=storage_options(args.storage_option))
+        share = soilmap.check_extrapolation(written["extrapolated"].values,
+                                            what=f"the maps at {info.url}")
+        print(f"extrapolated pixels (covariates > 10 % outside the training range): "
+              f"{100 * share:.1f} %")
     return 0
 
 
@@ -98,4 +127,21 @@ def run_compare(args: argparse.Namespace) -> int:
     print(table.round(3).to_string())
     if args.plot:
         print(f"chart written to {args.plot}")
+    return 0
+
+
+def run_validate(args: argparse.Namespace) -> int:
+    """Validate, write the report, print the metrics."""
+    from .. import soilmap, store
+    from ..products.report import validation_report
+
+    maps = store.open(args.product, storage_options=storage_options(args.storage_option))
+    metrics, table = soilmap.validate(maps, args.points, args.prop, unit=args.unit,
+                                      column=args.column, crs=args.crs)
+    units = str(maps[soilmap.layer_name(args.prop, "Q0.5")].attrs.get("units", ""))
+    path = validation_report(metrics, table, args.out, property=args.prop, units=units,
+                             crs=table.attrs.get("crs"), html_report=not args.no_html)
+    print("  ".join(f"{k}={v:.3f}" if k != "n" else f"n={int(v)}"
+                    for k, v in metrics.items()) + f"  ({units})")
+    print(f"report written to {path}")
     return 0

@@ -5,6 +5,6 @@ Writes what earlier stages compute; knows no science.
 
 from __future__ import annotations
 
-from . import quicklook, store
+from . import quicklook, report, store
 
-__all__ = ["quicklook", "store"]
+__all__ = ["quicklook", "report", "store"]

@@ -17,6 +17,7 @@ import math
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import dask.array as da
@@ -32,11 +33,12 @@ from ..errors import ParameterError, SampleError
 from ..models import PROPERTIES, SoilModel
 from ..models.calibration import conformal_offset, cross_conformal
 from ..models.cv import Folds, FoldSpec, assign_folds, cv_metrics
-from ..models.design import Missing, feature_stack
+from ..models.design import Missing, feature_stack, sample_covariates
 from ..models.model import fit
 from ..models.predictor import Predictor, Tune
 from ..models.samples import Samples, SampleSource, read_samples
 from ..models.units import resolve_property
+from .extrapolation import FLAG_NODATA, MARGIN, extrapolated_block, training_ranges
 from .texture import FRACTIONS, from_alr, interval_from_alr, to_alr
 
 __all__ = ["DEPTH", "MIN_SAMPLES", "PLAUSIBLE", "QUANTILES", "SoilMapModel", "layer_name",
@@ -110,6 +112,9 @@ class SoilMapModel:
         The folds' description.
     time_start, time_end : str or None
         The covariates' time span (from their attributes), carried into the maps.
+    feature_ranges : numpy.ndarray or None
+        Per feature (row) the minimum and maximum over the training samples: the
+        ``extrapolated`` layer of :meth:`predict` (:mod:`.extrapolation`).
     """
 
     properties: tuple[str, ...]
@@ -121,11 +126,27 @@ class SoilMapModel:
     time_start: str | None = None
     time_end: str | None = None
     _texture: _Texture | None = field(default=None, repr=False)
+    #: Per feature its training minimum and maximum, (features, 2); None: not recorded.
+    feature_ranges: npt.NDArray[np.float64] | None = field(default=None, repr=False)
 
     @property
     def texture_models(self) -> tuple[SoilModel, SoilModel] | None:
         """The models of ln(sand/clay) and ln(silt/clay), when texture is mapped."""
         return None if self._texture is None else (self._texture.a_sand, self._texture.a_silt)
+
+    def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
+        """Write the models to a directory (one cup4soil model per property, the texture
+        log-ratio models, the CV; a card written last); read back with
+        :func:`cup4soil.soilmap.load`. Never writes into a directory it did not write.
+
+        Raises
+        ------
+        ParameterError
+            ``path`` holds other files, or a model and ``overwrite`` is false.
+        """
+        from .persistence import save
+
+        return save(self, path, overwrite=overwrite)
 
     def __repr__(self) -> str:
         cells = ", ".join(f"{p} MEC={self.cv.loc[p, 'MEC']:.2f}" for p in self.properties)
@@ -180,7 +201,10 @@ class SoilMapModel:
             SoilGrids mapped units) and ``_uncertainty`` ((Q0.95 − Q0.05) / Q0.5,
             dimensionless), NaN where a covariate is missing; attributes ``units``,
             ``conversion``, ``depth``; the dataset carries the covariates' ``time_start`` /
-            ``time_end`` (the STAC item's datetime range) and the CV figures.
+            ``time_end`` (the STAC item's datetime range) and the CV figures. With
+            :attr:`feature_ranges` (recorded by :func:`train`), ``extrapolated`` (uint8):
+            1 where a covariate lies more than 10 % of its training range outside it, 0
+            inside, 255 where a covariate is missing (:mod:`.extrapolation`).
         """
         limit = resolve_max_pixels(max_pixels)
         stack, first = feature_stack(covariates, self.features, chunks=chunks)
@@ -210,6 +234,9 @@ class SoilMapModel:
                 if "spatial_ref" in coords:
                     var.encoding["grid_mapping"] = "spatial_ref"
                 data_vars[layer_name(p, stat)] = var
+        if self.feature_ranges is not None:
+            data_vars["extrapolated"] = _extrapolated_layer(stack, self.feature_ranges,
+                                                            coords)
         start, end = _span(covariates)
         attrs: dict[str, Any] = {
             "title": "CUP4SOIL topsoil (0-30 cm) soil property maps (cup4soil.soilmap)",
@@ -250,6 +277,39 @@ def _span(covariates: xr.Dataset) -> tuple[str | None, str | None]:
         ends = [str(v.attrs["time_end"]) for v in covariates.data_vars.values()
                 if "time_end" in v.attrs]
     return (min(starts) if starts else None), (max(ends) if ends else None)
+
+
+def _extrapolated_layer(stack: da.Array, ranges: npt.NDArray[np.float64],
+                        coords: Mapping[Any, Any]) -> xr.DataArray:
+    """The lazy flag of pixels outside the training range (:mod:`.extrapolation`)."""
+    flag = da.map_blocks(  # type: ignore[no-untyped-call]  # dask.array has no hints
+        extrapolated_block, stack, ranges, MARGIN, dtype=np.uint8, drop_axis=0,
+        name=f"cup4soil-extrapolated-{tokenize(stack, ranges, MARGIN)}",
+        meta=np.empty((0, 0), np.uint8))
+    var = xr.DataArray(flag, dims=("y", "x"), coords=dict(coords), attrs={
+        "long_name": "covariates outside the training range (prediction extrapolates)",
+        "units": "1", "flag_values": [0, 1], "flag_meanings": "inside extrapolated",
+        "nodata": FLAG_NODATA, "margin": MARGIN,
+        "rule": f"1 where any covariate lies more than {MARGIN:g} x its training range "
+                "(max - min over the training samples) below the minimum or above the "
+                "maximum"})
+    if "spatial_ref" in coords:
+        var.encoding["grid_mapping"] = "spatial_ref"
+    return var
+
+
+def _feature_ranges(s: Samples, features: Sequence[str],
+                    covariates: xr.Dataset | None) -> npt.NDArray[np.float64] | None:
+    """Training minimum/maximum per feature, over all samples (the union of every
+    property's rows); None when the features cannot be read at the points."""
+    if covariates is not None and s.x is not None and s.y is not None:
+        table = sample_covariates(covariates, s.x, s.y, crs=s.crs, features=features,
+                                  missing="drop")
+    elif all(f in s.table for f in features):
+        table = s.table
+    else:
+        return None
+    return training_ranges(table[list(features)].to_numpy(np.float64))
 
 
 def _attrs(prop: str, stat: str) -> dict[str, Any]:
@@ -441,7 +501,7 @@ def train(samples: SampleSource, properties: Mapping[str, str | None] | Sequence
     cv = pd.DataFrame.from_dict(rows_cv, orient="index").loc[list(order)]
     start, end = _span(covariates) if covariates is not None else (None, None)
     return SoilMapModel(order, tuple(feats), fitted, cv, cvp, shared.description, start, end,
-                        texture)
+                        texture, _feature_ranges(s, feats, covariates))
 
 
 def _calib(c: Mapping[str, float]) -> dict[str, float]:
