@@ -15,6 +15,10 @@ process's peak RSS.
 
     python benchmarks/scmap.py                       # 256 x 256 px (10 m), T = 50 and 400
     python benchmarks/scmap.py --size 128 --t-small 20 --t-large 80   # quick
+    python benchmarks/scmap.py --memory-only --t-large 365   # part 2 alone
+    python benchmarks/scmap.py --size 1024 --scenes 50 --in-memory-only
+        # the issue's in-memory target: a persisted cube of >= 50 scenes x 512 x 512 px
+        # (20 m), cup4soil vs the transcription (several minutes: the transcription is slow)
 """
 
 from __future__ import annotations
@@ -192,14 +196,27 @@ def main() -> None:
     parser.add_argument("--data", default=os.environ.get("CUP4SOIL_BENCH_DATA",
                                                          "/tmp/cup4soil-bench"))
     parser.add_argument("--smoke", action="store_true", help="a tiny run (tests)")
+    parser.add_argument("--memory-only", action="store_true",
+                        help="part 2 alone (peak memory, T small vs T large)")
+    parser.add_argument("--in-memory-only", action="store_true",
+                        help="only cup4soil vs the transcription on a persisted cube of "
+                             "--scenes scenes (--size / 2 px a side at 20 m)")
+    parser.add_argument("--scenes", type=int, default=50,
+                        help="scenes of the --in-memory-only archive")
     args = parser.parse_args()
     if args.smoke:
         args.size, args.t_small, args.t_large = 64, 4, 8
+    if args.in_memory_only:
+        in_memory_only(args)
+        return
     cores = os.cpu_count() or 1
     print(f"SCMaP benchmark: {args.size} x {args.size} px at 10 m -> 20 m cube, "
           f"{cores} cores, threaded Dask; data in {args.data}")
     for t in (args.t_small, args.t_large):  # generate the archives outside the timings
         _make(Path(args.data), args.size, t)
+    if args.memory_only:
+        memory(args, None)
+        return
 
     print(f"\n1. cup4soil vs the xarray transcription (same cube, T = {args.t_small})")
     print(f"{'source':<8} {'engine':<9} {'wall s':>8} {'+RSS MB':>8} {'RSS MB':>7} "
@@ -216,6 +233,20 @@ def main() -> None:
                   f"{(f'{ratio:.1f}x' if e == 'cup4soil' else ''):>6} "
                   f"{('yes' if ok else 'NO') if e == 'cup4soil' else '':>6}")
 
+    small, large, base_large = memory(args, res["xarray"]["peak_mb"])
+
+    print("\n3. throughput (pixel-observations per second per core)")
+    for name, r in (("cup4soil, T small", small), ("cup4soil, T large", large),
+                    ("xarray, T large", base_large)):
+        rate = r["pixels"] * r["T"] / r["seconds"] / cores
+        print(f"  {name:<20} {rate / 1e3:8.1f} k/s/core  ({r['seconds']:.1f} s)")
+    sys.stdout.flush()
+
+
+def memory(args: argparse.Namespace,
+           xarray_small_mb: float | None) -> tuple[dict[str, Any], ...]:
+    """Part 2: cup4soil's peak memory at T small and T large, from the read plan and from a
+    generic lazy cube, and the transcription's at T large (skipped with --memory-only)."""
     print(f"\n2. cup4soil peak memory, T = {args.t_small} vs T = {args.t_large} (COGs, "
           f"task_memory = {args.task_memory} MiB)")
     budget = args.task_memory * 2**20
@@ -223,12 +254,14 @@ def main() -> None:
                     data=args.data, task_memory=budget)
     large = measure(engine="cup4soil", memory=False, size=args.size, t=args.t_large,
                     data=args.data, task_memory=budget)
-    base_large = measure(engine="xarray", memory=False, size=args.size, t=args.t_large,
-                         data=args.data)
+    base_large = (measure(engine="xarray", memory=False, size=args.size, t=args.t_large,
+                          data=args.data) if xarray_small_mb is not None else None)
     print(f"{'T':>5} {'cup4soil +RSS MB':>17} {'xarray +RSS MB':>15}")
-    print(f"{small['T']:>5} {small['peak_mb']:17.1f} {res['xarray']['peak_mb']:15.1f}"
-          "   (xarray at T small from the in-memory run above)")
-    print(f"{large['T']:>5} {large['peak_mb']:17.1f} {base_large['peak_mb']:15.1f}")
+    print(f"{small['T']:>5} {small['peak_mb']:17.1f} "
+          + (f"{xarray_small_mb:15.1f}   (xarray at T small from the in-memory run above)"
+             if xarray_small_mb is not None else f"{'-':>15}"))
+    print(f"{large['T']:>5} {large['peak_mb']:17.1f} "
+          + (f"{base_large['peak_mb']:15.1f}" if base_large is not None else f"{'-':>15}"))
     print(f"ratio T large / T small (cup4soil): {large['peak_mb'] / small['peak_mb']:.2f} "
           "(target <= 1.3)")
     g_small, g_large = (measure(engine="cup4soil", memory=False, generic=True, size=args.size,
@@ -238,12 +271,33 @@ def main() -> None:
           f"{g_small['peak_mb']:.1f} MB at T = {g_small['T']}, {g_large['peak_mb']:.1f} MB at "
           f"T = {g_large['T']}; ratio {g_large['peak_mb'] / g_small['peak_mb']:.2f} "
           f"(target <= 1.3); {g_small['seconds']:.1f} s and {g_large['seconds']:.1f} s")
+    sys.stdout.flush()
+    return small, large, base_large if base_large is not None else large
 
-    print("\n3. throughput (pixel-observations per second per core)")
-    for name, r in (("cup4soil, T small", small), ("cup4soil, T large", large),
-                    ("xarray, T large", base_large)):
-        rate = r["pixels"] * r["T"] / r["seconds"] / cores
-        print(f"  {name:<20} {rate / 1e3:8.1f} k/s/core  ({r['seconds']:.1f} s)")
+
+def in_memory_only(args: argparse.Namespace) -> None:
+    """cup4soil vs the transcription on one persisted cube (the issue's in-memory target:
+    >= 30x on >= 50 scenes x 512 x 512 px), each in a fresh process."""
+    print(f"SCMaP in memory: archive of {args.size} x {args.size} px at 10 m, {args.scenes} "
+          f"scenes, loaded at 20 m and persisted; data in {args.data}")
+    _make(Path(args.data), args.size, args.scenes)  # outside the timings
+    res = {e: measure(engine=e, memory=True, size=args.size, t=args.scenes, data=args.data)
+           for e in ("xarray", "cup4soil")}
+    a, b = res["xarray"]["products"], res["cup4soil"]["products"]
+    ok = agree(a, b)
+    counts = all(np.array_equal(a[k], b[k]) for k in ("VPC", "BSC"))
+    diff = max(float(np.nanmax(np.abs(a[k].astype(np.float64) - b[k])))
+               for k in ("SRC", "MREF"))
+    nan_same = all(np.array_equal(np.isnan(a[k]), np.isnan(b[k])) for k in ("SRC", "MREF"))
+    side = int(np.sqrt(res["cup4soil"]["pixels"]))
+    print(f"cube: T = {res['cup4soil']['T']}, {side} x {side} px (20 m), persisted")
+    print(f"{'engine':<9} {'wall s':>8} {'+RSS MB':>8}")
+    for e in ("xarray", "cup4soil"):
+        print(f"{e:<9} {res[e]['seconds']:8.2f} {res[e]['peak_mb']:8.1f}")
+    print(f"ratio xarray / cup4soil: {res['xarray']['seconds'] / res['cup4soil']['seconds']:.1f}x "
+          "(target >= 30x)")
+    print(f"products: VPC, BSC identical: {counts}; SRC, MREF NaN where the same: {nan_same}, "
+          f"largest difference {diff:.3g} (1e-4 reflectance); agree: {ok}")
     sys.stdout.flush()
 
 

@@ -178,3 +178,27 @@ def test_generic_lazy_cube_computes_each_chunk_at_most_twice(products):
     want = scmap.composite(in_memory, 0.137, products=products).compute()
     for name in got.data_vars:
         np.testing.assert_array_equal(got[name].values, want[name].values, err_msg=name)
+
+
+@pytest.mark.parametrize("t", [4, 40])
+def test_graph_window_batches_see_only_their_own_tasks(t):
+    # A block of a generic lazy cube computes its window batch by batch; each batch's graph
+    # is culled from the window's, so what the scheduler handles per batch (and keeps while
+    # it runs) does not grow with the number of time steps.
+    from dask.callbacks import Callback
+
+    arr = dsa.from_array(np.arange(t * 4 * 4, dtype=np.uint16).reshape(t, 4, 4),
+                         chunks=(1, 4, 4)) + 1
+    flat = FlatGraph.of_many({"a": arr, "b": arr * 2})
+    src = window_source(flat, {"a": (1, 3, 0, 4, 0, t), "b": (1, 3, 0, 4, 0, t)},
+                        batch_bytes=2 * 2 * 4 * 2)  # one time chunk per batch
+    sizes = []
+    with Callback(start=lambda dsk: sizes.append(len(dsk))):
+        got = [src.read(["a", "b"], range(ta, tb)) for ta, tb in
+               zip(src.batch_edges(["a", "b"])[:-1], src.batch_edges(["a", "b"])[1:],
+                   strict=True)]
+    assert len(got) == t
+    assert max(sizes) <= 12  # 2 arrays x (chunk, +1, x2, window alias, slice): not ~ t
+    want = (np.arange(t * 16, dtype=np.uint16).reshape(t, 4, 4) + 1)[:, 1:3]
+    np.testing.assert_array_equal(np.concatenate([g["a"] for g in got]), want)
+    np.testing.assert_array_equal(np.concatenate([g["b"] for g in got]), want * 2)

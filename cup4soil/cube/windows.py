@@ -33,6 +33,7 @@ import dask.array as dsa
 import numpy as np
 from dask.base import compute
 from dask.delayed import Delayed
+from dask.optimization import cull
 
 from .readplan import ReadPlan
 
@@ -242,18 +243,24 @@ class ChunkWindows(WindowSource):
 
 
 class GraphWindows(WindowSource):
-    """Lazy arrays of one window, hidden from Dask's dependency tracking (this is not a
+    """Windows of lazy arrays, hidden from Dask's dependency tracking (this is not a
     dataclass on purpose: ``dask.delayed`` would look into one), so that the task computes
     its time slices itself, a batch at a time, when it needs them.
 
     All names of a batch are computed in one call, over their merged graph: a task they
     share upstream runs once. Batches hold whole time chunks of every array read together,
-    so no upstream chunk is computed for two batches.
+    so no upstream chunk is computed for two batches. Each batch's graph is culled from the
+    window's own before it is computed: the scheduler sees only that batch's tasks, so what
+    a batch costs (graph bookkeeping and decoded chunks alike) does not grow with the
+    window's number of time steps.
 
     Parameters
     ----------
-    arrays
-        ``(time, y, x)`` Dask arrays of the window (e.g. :meth:`FlatGraph.window`).
+    flat
+        Per name, the flat graph the window is cut from (its ``dsk`` may be culled to the
+        window: :func:`window_source`).
+    windows
+        Per name, the window ``(y0, y1, x0, x1, t0, t1)`` in the flat graph's pixels.
     slice_bytes
         Bytes one time slice of each array materialises (whole source chunks, not the
         window: :func:`read_bytes`); default: the window's own size.
@@ -261,32 +268,43 @@ class GraphWindows(WindowSource):
         Memory budget of a batch, and threads computing it.
     """
 
-    def __init__(self, arrays: Mapping[str, dsa.Array], *,
+    def __init__(self, flat: Mapping[str, FlatGraph],
+                 windows: Mapping[str, tuple[int, int, int, int, int, int]], *,
                  slice_bytes: Mapping[str, int] | None = None,
                  batch_bytes: int = BATCH_BYTES, read_threads: int = READ_THREADS) -> None:
-        self.arrays = dict(arrays)
+        self.flat = {n: flat[n] for n in windows}
+        self.windows = dict(windows)
         self.slice_bytes = dict(slice_bytes or {
-            n: int(np.prod(a.shape[1:])) * a.dtype.itemsize for n, a in self.arrays.items()
+            n: (w[1] - w[0]) * (w[3] - w[2]) * self.flat[n].dtype.itemsize
+            for n, w in self.windows.items()
         })
         self.batch_bytes = batch_bytes
         self.read_threads = read_threads
 
     @property
     def names(self) -> tuple[str, ...]:
-        return tuple(self.arrays)
+        return tuple(self.windows)
 
     @property
     def n_time(self) -> int:
-        return int(next(iter(self.arrays.values())).shape[0])
+        w = next(iter(self.windows.values()))
+        return w[5] - w[4]
 
     @property
     def separable(self) -> bool:
         return False
 
     def __dask_tokenize__(self) -> tuple[Any, ...]:
-        # Cheap and deterministic: the arrays' names identify their graphs.
-        return (type(self).__name__, tuple((n, a.name) for n, a in self.arrays.items()),
+        # Cheap and deterministic: the graphs' names and the windows identify the source.
+        return (type(self).__name__, tuple((n, self.flat[n].name, w)
+                                           for n, w in self.windows.items()),
                 self.batch_bytes)
+
+    def _time_edges(self, name: str) -> set[int]:
+        """The source's time-chunk edges within the window, in window time."""
+        t0, t1 = self.windows[name][4:]
+        edges = self.flat[name].t_edges
+        return {int(e) - t0 for e in edges if t0 <= e <= t1}
 
     def batch_edges(self, names: Sequence[str]) -> list[int]:
         """Greedy batches of whole time chunks: a boundary only where every array read
@@ -296,7 +314,7 @@ class GraphWindows(WindowSource):
         n_t = self.n_time
         common = set(range(n_t + 1))
         for n in names:
-            common &= {int(e) for e in np.cumsum((0, *self.arrays[n].chunks[0]))}
+            common &= self._time_edges(n)
         cuts = sorted(common | {0, n_t})
         edges, prev = [0], 0
         for e in cuts[1:]:
@@ -309,10 +327,14 @@ class GraphWindows(WindowSource):
              pool: Executor | None = None) -> dict[str, np.ndarray]:
         times = list(times)
         ta, tb = times[0], times[-1] + 1
+        arrays = []
+        for n in names:
+            y0, y1, x0, x1, t0, _ = self.windows[n]
+            arrays.append(self.flat[n].window(y0, y1, x0, x1, t0 + ta, t0 + tb))
         # Not optimised either (see FlatGraph.of_many): the arrays' shared tasks run once.
         values = compute(  # type: ignore[no-untyped-call]
-            *(self.arrays[n][ta:tb] for n in names), scheduler="threads",
-            num_workers=self.read_threads, optimize_graph=False)
+            *arrays, scheduler="threads", num_workers=self.read_threads,
+            optimize_graph=False)
         pick = np.asarray(times) - ta
         whole = len(times) == tb - ta
         return {n: (np.asarray(v) if whole else np.asarray(v)[pick])
@@ -400,17 +422,28 @@ class FlatGraph:
                  self.x_edges[ix0:ix1 + 1] - x0)
         return grid, edges
 
+    def keys(self, y0: int, y1: int, x0: int, x1: int, t0: int = 0,
+             t1: int | None = None) -> list[tuple[str, int, int, int]]:
+        """The keys of the chunks the pixels [t0:t1, y0:y1, x0:x1] touch."""
+        t1 = int(self.t_edges[-1]) if t1 is None else t1
+        it0, it1, iy0, iy1, ix0, ix1 = self._index(y0, y1, x0, x1, t0, t1)
+        return [(self.name, t, i, j) for t in range(it0, it1) for i in range(iy0, iy1)
+                for j in range(ix0, ix1)]
+
+    def with_graph(self, dsk: dict[Any, Any]) -> FlatGraph:
+        """The same array over another graph (e.g. the one culled to a window)."""
+        return FlatGraph(self.name, dsk, self.chunks, self.dtype)
+
     def window(self, y0: int, y1: int, x0: int, x1: int, t0: int = 0,
                t1: int | None = None) -> dsa.Array:
         """The pixels [t0:t1, y0:y1, x0:x1] as a dask array whose graph holds only the
-        chunks they touch (and what those depend on)."""
-        from dask.optimization import cull
+        chunks they touch (and what those depend on): culling walks from those chunks
+        only, so it costs what the window holds, not what the graph holds."""
         from dask.task_spec import Alias
 
         t1 = int(self.t_edges[-1]) if t1 is None else t1
         it0, it1, iy0, iy1, ix0, ix1 = self._index(y0, y1, x0, x1, t0, t1)
-        want = [(self.name, t, i, j) for t in range(it0, it1) for i in range(iy0, iy1)
-                for j in range(ix0, ix1)]
+        want = self.keys(y0, y1, x0, x1, t0, t1)
         sub, _ = cull(self.dsk, want)  # type: ignore[no-untyped-call]
         name = f"{self.name}-w{it0}.{it1}.{iy0}.{iy1}.{ix0}.{ix1}"
         for t in range(it0, it1):
@@ -436,9 +469,24 @@ def window_source(flat: Mapping[str, FlatGraph], windows: Mapping[str, tuple[int
         grids = {n: flat[n].chunk_grid(*w) for n, w in windows.items()}
         shape = {n: (w[5] - w[4], w[1] - w[0], w[3] - w[2]) for n, w in windows.items()}
         return ChunkWindows(grids, shape, batch_bytes=batch_bytes)
-    arrays = {n: flat[n].window(*w) for n, w in windows.items()}
-    return GraphWindows(arrays, batch_bytes=batch_bytes, slice_bytes={
+    # The window's graph, culled once for all names (tasks they share stay shared); each
+    # batch is culled from it again when it is read.
+    want = [k for n, w in windows.items() for k in flat[n].keys(*w)]
+    sub, _ = cull(_graph_of(flat, windows), want)  # type: ignore[no-untyped-call]
+    cut = {n: flat[n].with_graph(sub) for n in windows}
+    return GraphWindows(cut, windows, batch_bytes=batch_bytes, slice_bytes={
         n: _touched_bytes(flat[n], w) for n, w in windows.items()})
+
+
+def _graph_of(flat: Mapping[str, FlatGraph], windows: Mapping[str, Any]) -> dict[Any, Any]:
+    """The graph the windows' flat graphs share (one dict when flattened together)."""
+    graphs = {id(flat[n].dsk): flat[n].dsk for n in windows}
+    if len(graphs) == 1:
+        return next(iter(graphs.values()))
+    merged: dict[Any, Any] = {}
+    for g in graphs.values():
+        merged.update(g)
+    return merged
 
 
 def _touched_bytes(flat: FlatGraph, w: tuple[int, int, int, int, int, int]) -> int:

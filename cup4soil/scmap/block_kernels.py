@@ -264,23 +264,44 @@ def _median_sorted(vals: np.ndarray, n: int) -> float:
 
 
 @_jit
-def _upper_limit(vals: np.ndarray, n: int, dev: np.ndarray, sigma: float,
-                 min_excess: float) -> float:
+def _upper_limit(vals: np.ndarray, n: int, sigma: float, min_excess: float) -> float:
     """SCMaP's NMAD upper limit of ``vals[:n]`` (sorted in place); +inf when ``n == 0``.
 
     As :func:`kernels.nmad_upper_limit` for integer series: the deviations are taken
-    twice, as whole numbers (the median may end in .5).
+    twice, as whole numbers (the median may end in .5). Once the values are sorted, the
+    deviations below and above the median are two sorted runs: their median is found by
+    merging the runs up to the middle, without a second sort.
     """
     if n == 0:
         return np.inf
     vals[:n].sort()
     med = _median_sorted(vals, n)
     twice_med = np.int32(2 * med)
-    for i in range(n):
-        d = np.int32(2) * np.int32(vals[i]) - twice_med
-        dev[i] = np.uint32(-d if d < 0 else d)
-    dev[:n].sort()
-    nmad = _NMAD_FACTOR * _median_sorted(dev, n) / 2
+    lo = (n - 1) // 2
+    hi = n // 2
+    # The first value above the median: left of it the deviations grow towards index 0,
+    # from it on towards n - 1.
+    r = lo
+    while r > 0 and np.int32(2) * np.int32(vals[r - 1]) > twice_med:
+        r -= 1
+    while r < n and np.int32(2) * np.int32(vals[r]) <= twice_med:
+        r += 1
+    left = r - 1
+    d_lo = np.int32(0)
+    d_hi = np.int32(0)
+    for step in range(hi + 1):
+        if left >= 0 and (r >= n or twice_med - np.int32(2) * np.int32(vals[left])
+                          <= np.int32(2) * np.int32(vals[r]) - twice_med):
+            d = twice_med - np.int32(2) * np.int32(vals[left])
+            left -= 1
+        else:
+            d = np.int32(2) * np.int32(vals[r]) - twice_med
+            r += 1
+        if step == lo:
+            d_lo = d
+        if step == hi:
+            d_hi = d
+    nmad = _NMAD_FACTOR * ((np.float64(d_lo) + np.float64(d_hi)) / 2) / 2
     return max(med + sigma * nmad, med + min_excess)
 
 
@@ -310,7 +331,6 @@ def nmad_limits(b02: np.ndarray, bare_bits: np.ndarray, sigma_bare: float, sigma
     """
     s, rows, w = b02.shape
     vals = np.empty(max(s, 1), np.uint16)
-    dev = np.empty(max(s, 1), np.uint32)
     for y in range(rows):
         for x in range(w):
             xb = x >> 3
@@ -322,7 +342,7 @@ def nmad_limits(b02: np.ndarray, bare_bits: np.ndarray, sigma_bare: float, sigma
                     vals[n] = v
                     n += 1
             n_bare[y, x] = n
-            lim = _upper_limit(vals, n, dev, sigma_bare, min_excess)
+            lim = _upper_limit(vals, n, sigma_bare, min_excess)
             limit_bare[y, x] = lim
             m = 0
             if n > 0:
@@ -340,7 +360,7 @@ def nmad_limits(b02: np.ndarray, bare_bits: np.ndarray, sigma_bare: float, sigma
                 if v != 0:
                     vals[n] = v
                     n += 1
-            lim = _upper_limit(vals, n, dev, sigma_valid, min_excess)
+            lim = _upper_limit(vals, n, sigma_valid, min_excess)
             limit_valid[y, x] = lim
             m = 0
             if n > 0:
