@@ -214,7 +214,8 @@ def test_ensemble_is_the_forest_distribution_around_the_weighted_mean(zinc_model
     for wj, member in zip(w[1:], pred.members, strict=True):
         if wj > 0:
             point = point + wj * member.predict(x)
-    ref = point[:, None] + forest_q - forest_q[:, 1:2]
+    assert 0 < pred.spread <= 1
+    ref = point[:, None] + pred.spread * (forest_q - forest_q[:, 1:2])
     off = pred.interval_offset
     ref[:, 0] = np.minimum(ref[:, 0] - off, ref[:, 1])
     ref[:, 2] = np.maximum(ref[:, 2] + off, ref[:, 1])

@@ -127,6 +127,7 @@ def write_model(path: str | Path, *, card: ModelCard, predictor: Predictor,
     card["interval_offset"] = float(predictor.interval_offset)
     if predictor.weights is not None:
         card["ensemble_weights"] = [float(w) for w in predictor.weights]
+        card["ensemble_spread"] = float(predictor.spread)
     (path / CARD).write_text(json.dumps(card, indent=2))
     return path
 
@@ -172,7 +173,8 @@ def read_model(path: Path) -> tuple[ModelCard, Predictor, pd.DataFrame]:
         tuple(card["quantiles"]), None if forest is not None else load_estimator(path, card),
         forest, None if residual is None else np.asarray(residual, np.float64),
         float(card.get("interval_offset", 0.0)), members,
-        None if weights is None else np.asarray(weights, np.float64))
+        None if weights is None else np.asarray(weights, np.float64),
+        float(card.get("ensemble_spread", 1.0)))
     return card, predictor, cvp
 
 

@@ -12,8 +12,11 @@ RBF support-vector regressor (standardised features and target) and gradient-boo
 Their weights are non-negative least squares on out-of-fold predictions of an inner 5-fold
 CV *on the training rows only* (normalised to sum to 1), so a learner that does not help
 gets weight 0. The map is the weighted mean; the interval is the forest's conditional
-distribution moved to it (``point + Q - Q0.5`` of the forest), which the conformal
-calibration of :mod:`cup4soil.models.calibration` then widens or narrows like any other.
+distribution moved to it and scaled by how much smaller the ensemble's inner-CV error is than
+the forest's (``point + s · (Q - Q0.5)``, ``s = RMSE_ensemble / RMSE_forest`` <= 1, so the
+interval stays per-pixel adaptive but is not as wide as the forest's own error), which the
+conformal calibration of :mod:`cup4soil.models.calibration` then widens or narrows like any
+other.
 """
 
 from __future__ import annotations
@@ -170,6 +173,8 @@ class Predictor:
         An ensemble's fitted learners besides the forest (empty for one estimator).
     weights : ndarray of float64 or None
         An ensemble's weights: the forest's mean first, then one per member (sum 1).
+    spread : float
+        An ensemble's scale of the forest's quantiles around its median (1 otherwise).
     """
 
     quantiles: tuple[float, ...]
@@ -179,6 +184,7 @@ class Predictor:
     interval_offset: float = 0.0
     members: tuple[Regressor, ...] = ()
     weights: FloatArray | None = None
+    spread: float = 1.0
 
     @classmethod
     def fit(cls, method: Method, x: FloatArray, y: FloatArray, *,
@@ -217,8 +223,9 @@ class Predictor:
                 log.info("forest not compiled (%s); using the estimator's predict", exc)
         if not method.members:
             return cls(quantiles, est, compiled, residual)
-        members, weights = _stack(method, est, x, y, groups, random_state)
-        return cls(quantiles, est, compiled, residual, members=members, weights=weights)
+        members, weights, spread = _stack(method, est, x, y, groups, random_state)
+        return cls(quantiles, est, compiled, residual, members=members, weights=weights,
+                   spread=spread)
 
     def for_prediction(self) -> Predictor:
         """This predictor without what prediction does not need (the estimator, when a
@@ -313,7 +320,7 @@ class Predictor:
             if w > 0:  # a member without weight is not evaluated
                 point = point + w * _on_finite_rows(x, 1, member.predict)[:, 0]
         _, med, _ = interval(self.quantiles)
-        q: FloatArray = point[:, None] + (fq - fq[:, med:med + 1])
+        q: FloatArray = point[:, None] + self.spread * (fq - fq[:, med:med + 1])
         return q, point
 
     def _calibrated(self, q: FloatArray) -> FloatArray:
@@ -412,9 +419,11 @@ def member_template(name: str, *, random_state: int) -> Regressor:
 
 def _stack(method: Method, forest: Regressor, x: FloatArray, y: FloatArray,
            groups: IntArray | None, random_state: int
-           ) -> tuple[tuple[Regressor, ...], FloatArray]:
+           ) -> tuple[tuple[Regressor, ...], FloatArray, float]:
     """Fit the ensemble's members on all rows and weigh them (with the forest's mean) by
-    non-negative least squares on out-of-fold predictions of an inner CV of these rows."""
+    non-negative least squares on out-of-fold predictions of an inner CV of these rows;
+    also the interval's spread (the ensemble's out-of-fold RMSE over the forest's, at most
+    1)."""
     from scipy.optimize import nnls
     from sklearn.base import clone
     from sklearn.model_selection import GroupKFold, KFold
@@ -438,7 +447,10 @@ def _stack(method: Method, forest: Regressor, x: FloatArray, y: FloatArray,
     w = w / w.sum() if w.sum() > 0 else np.eye(1, oof.shape[1])[0]
     members = tuple(t.fit(x, y) if wj > 0 else t for t, wj in zip(templates, w[1:],
                                                                    strict=True))
-    return members, np.asarray(w, np.float64)
+    rmse_forest = float(np.sqrt(np.mean((oof[:, 0] - y) ** 2)))
+    rmse = float(np.sqrt(np.mean((oof @ w - y) ** 2)))
+    spread = min(1.0, rmse / rmse_forest) if rmse_forest > 0 else 1.0
+    return members, np.asarray(w, np.float64), spread
 
 
 def _residual_quantiles(est: Regressor, x: FloatArray, y: FloatArray,
