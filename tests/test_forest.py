@@ -49,6 +49,22 @@ def test_mean_equals_random_forest(seed, n, f):
                                rf.predict(xp), rtol=1e-12)
 
 
+@settings(max_examples=min(10, settings().max_examples),
+          suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000), n=st.integers(5, 200), f=st.integers(1, 6),
+       trees=st.integers(1, 30), q=st.lists(st.floats(0, 1), min_size=1, max_size=4))
+def test_quantiles_and_mean_in_one_walk(seed, n, f, trees, q):
+    x, y, rng = _data(seed, n, f)
+    qrf = RandomForestQuantileRegressor(n_estimators=trees, random_state=seed).fit(x, y)
+    forest = _forest.compile_forest(qrf)
+    xp = rng.normal(size=(70, f))
+    xp[3, 0] = np.nan  # a missing feature: NaN in both
+    both_q, both_mean = _forest.predict_quantiles_and_mean(forest, xp, q)
+    np.testing.assert_array_equal(both_q, _forest.predict_quantiles(forest, xp, q))
+    np.testing.assert_array_equal(both_mean, _forest.predict_mean(forest, xp))
+    assert np.isnan(both_q[3]).all() and np.isnan(both_mean[3])
+
+
 @given(seed=st.integers(0, 10_000), n_train=st.integers(1, 3000), trees=st.integers(1, 130),
        q=st.lists(st.floats(0, 1), min_size=1, max_size=6))
 def test_rank_histogram_quantiles_equal_numpy(seed, n_train, trees, q):

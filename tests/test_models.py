@@ -14,6 +14,7 @@ import xarray as xr
 import cup4soil
 from cup4soil import models, scmap
 from cup4soil.errors import CovariateError, ModelError, ParameterError, SampleError
+from cup4soil.models import forest as _forest
 from cup4soil.models.calibration import cross_conformal
 
 from helpers import raise_if_dask_computes
@@ -56,13 +57,20 @@ def zinc_model(meuse):
                         folds="400 m", crs="EPSG:28992")
 
 
+@pytest.fixture(scope="module")
+def zinc_qrf(meuse):
+    return models.train(meuse, "log_zinc", features=["dist", "ffreq", "soil"],
+                        folds="400 m", crs="EPSG:28992", method="qrf")
+
+
 # --- real data: skill, coverage, units ------------------------------------------------
 
 @pytest.mark.parametrize(("target", "unit", "min_mec"),
                          [("SOC_target", "%", 0.5), ("pH_target", "pH", 0.3),
                           ("Clay_target", "%", 0.3)])
 def test_limesoda_bb250_with_the_papers_folds(bb250, target, unit, min_mec):
-    m = models.train(bb250, target, unit=unit, features=_features(bb250), folds="fold")
+    m = models.train(bb250, target, unit=unit, features=_features(bb250), folds="fold",
+                     method="qrf")
     assert m.cv["n"] == 250 and "column 'fold' (10 folds)" in m.card["folds"]
     assert m.cv["MEC"] > min_mec
     assert 0.8 <= m.cv["PICP90"] <= 0.97
@@ -181,16 +189,60 @@ def test_two_predictions_in_one_graph_stay_apart(zinc_model, meuse_grid):
     assert not np.array_equal(a.values, b.values, equal_nan=True)
 
 
-def test_quantiles_equal_quantile_forest(zinc_model, meuse):
+def test_quantiles_equal_quantile_forest(zinc_qrf, meuse):
     x = meuse[["dist", "ffreq", "soil"]]
-    mine = zinc_model.predict_table(x)
-    ref = zinc_model.estimator.predict(x.to_numpy(np.float32), quantiles=[0.05, 0.5, 0.95])
+    mine = zinc_qrf.predict_table(x)
+    ref = zinc_qrf.estimator.predict(x.to_numpy(np.float32), quantiles=[0.05, 0.5, 0.95])
     # the outer quantiles move by the model's conformal offset, never past the median
-    off = zinc_model.predictor.interval_offset
+    off = zinc_qrf.predictor.interval_offset
     ref[:, 0] = np.minimum(ref[:, 0] - off, ref[:, 1])
     ref[:, 2] = np.maximum(ref[:, 2] + off, ref[:, 1])
     np.testing.assert_array_equal(mine[["log_zinc_q05", "log_zinc", "log_zinc_q95"]].to_numpy(),
                                   ref)
+
+
+def test_ensemble_is_the_forest_distribution_around_the_weighted_mean(zinc_model, meuse):
+    assert zinc_model.method == "ensemble"
+    pred = zinc_model.predictor
+    w = pred.weights
+    assert w is not None and np.all(w >= 0) and w.sum() == pytest.approx(1.0)
+    assert zinc_model.card["ensemble"]["members"] == ["forest", "ridge", "svr", "gbm"]
+    x = meuse[["dist", "ffreq", "soil"]].to_numpy(np.float64)
+    est = zinc_model.estimator
+    forest_q = est.predict(x.astype(np.float32), quantiles=[0.05, 0.5, 0.95])
+    point = w[0] * _forest.predict_mean(pred.forest, x)
+    for wj, member in zip(w[1:], pred.members, strict=True):
+        if wj > 0:
+            point = point + wj * member.predict(x)
+    assert 0 < pred.spread <= 1
+    ref = point[:, None] + pred.spread * (forest_q - forest_q[:, 1:2])
+    off = pred.interval_offset
+    ref[:, 0] = np.minimum(ref[:, 0] - off, ref[:, 1])
+    ref[:, 2] = np.maximum(ref[:, 2] + off, ref[:, 1])
+    mine = zinc_model.predict_table(meuse[["dist", "ffreq", "soil"]])
+    np.testing.assert_allclose(mine[["log_zinc_q05", "log_zinc", "log_zinc_q95"]].to_numpy(),
+                               ref, rtol=1e-12)
+    q, mean = pred.predict_quantiles_and_mean(x)
+    np.testing.assert_array_equal(q, pred.predict_quantiles(x))
+    np.testing.assert_array_equal(mean, q[:, 1])
+
+
+def test_ensemble_weights_come_from_the_training_rows_only(meuse, monkeypatch):
+    from scipy import optimize
+
+    sizes = []
+    nnls = optimize.nnls
+
+    def spy(a, b, *args, **kw):
+        sizes.append(len(b))
+        return nnls(a, b, *args, **kw)
+
+    monkeypatch.setattr(optimize, "nnls", spy)
+    m = models.train(meuse, "log_zinc", features=["dist", "ffreq", "soil"], folds=4,
+                     n_estimators=20)
+    assert len(sizes) == 5  # four training folds and the final model
+    assert max(sizes[:4]) < 155 and sizes[4] == 155
+    assert 0.8 <= m.cv["PICP90"] <= 0.97
 
 
 def test_save_load_round_trip(zinc_model, meuse_grid, tmp_path):

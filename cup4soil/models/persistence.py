@@ -21,13 +21,15 @@ from .forest import CompiledForest
 from .predictor import Predictor
 from .units import PROPERTIES
 
-__all__ = ["CARD", "CV_PREDICTIONS", "ESTIMATOR", "FOREST", "MODEL_FORMAT", "load_estimator",
-           "model_card", "read_model", "training_hash", "versions", "write_model"]
+__all__ = ["CARD", "CV_PREDICTIONS", "ESTIMATOR", "FOREST", "MEMBERS", "MODEL_FORMAT",
+           "load_estimator", "model_card", "read_model", "training_hash", "versions", "write_model"]
 
 MODEL_FORMAT = "cup4soil-model/1"
 CARD = "model-card.json"
 FOREST = "forest.npz"
 ESTIMATOR = "estimator.joblib"
+#: An ensemble's learners besides the forest (ridge, SVR, gradient boosting).
+MEMBERS = "members.joblib"
 CV_PREDICTIONS = "cv-predictions.csv"
 
 # numpy's stubs type savez's **kwds as if they could fill allow_pickle (a bool)
@@ -116,11 +118,16 @@ def write_model(path: str | Path, *, card: ModelCard, predictor: Predictor,
         _savez(path / FOREST, **predictor.forest.to_arrays())
     if estimator is not None:
         joblib.dump(estimator, path / ESTIMATOR)
+    if predictor.weights is not None:
+        joblib.dump(predictor.members, path / MEMBERS)
     cv_predictions.to_csv(path / CV_PREDICTIONS, index=False)
     card = dict(card)
     if predictor.residual_quantiles is not None:
         card["residual_quantiles"] = [float(v) for v in predictor.residual_quantiles]
     card["interval_offset"] = float(predictor.interval_offset)
+    if predictor.weights is not None:
+        card["ensemble_weights"] = [float(w) for w in predictor.weights]
+        card["ensemble_spread"] = float(predictor.spread)
     (path / CARD).write_text(json.dumps(card, indent=2))
     return path
 
@@ -158,15 +165,22 @@ def read_model(path: Path) -> tuple[ModelCard, Predictor, pd.DataFrame]:
     residual = card.get("residual_quantiles")
     cv_file = path / CV_PREDICTIONS
     cvp = pd.read_csv(cv_file) if cv_file.exists() else pd.DataFrame()
+    weights = card.get("ensemble_weights")
+    members: tuple[Regressor, ...] = ()
+    if weights is not None:
+        members = tuple(load_estimator(path, card, MEMBERS))
     predictor = Predictor(
         tuple(card["quantiles"]), None if forest is not None else load_estimator(path, card),
         forest, None if residual is None else np.asarray(residual, np.float64),
-        float(card.get("interval_offset", 0.0)))
+        float(card.get("interval_offset", 0.0)), members,
+        None if weights is None else np.asarray(weights, np.float64),
+        float(card.get("ensemble_spread", 1.0)))
     return card, predictor, cvp
 
 
-def load_estimator(path: Path, card: ModelCard) -> Regressor:
-    """The fitted estimator of a model directory.
+def load_estimator(path: Path, card: ModelCard, name: str = ESTIMATOR) -> Any:
+    """The fitted estimator (or, ``name=MEMBERS``, an ensemble's members) of a model
+    directory.
 
     Raises
     ------
@@ -176,9 +190,9 @@ def load_estimator(path: Path, card: ModelCard) -> Regressor:
     import joblib
     import sklearn
 
-    f = path / ESTIMATOR
+    f = path / name
     if not f.exists():
-        raise ModelError(f"{path} has no {ESTIMATOR}; save the model again.")
+        raise ModelError(f"{path} has no {name}; save the model again.")
     saved = card.get("versions", {}).get("scikit-learn", "unknown")
     if saved.split(".")[:2] != sklearn.__version__.split(".")[:2]:
         raise ModelError(
@@ -186,5 +200,4 @@ def load_estimator(path: Path, card: ModelCard) -> Regressor:
             f"environment has {sklearn.__version__}. Install scikit-learn=={saved} or retrain.")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        estimator: Regressor = joblib.load(f)
-    return estimator
+        return joblib.load(f)

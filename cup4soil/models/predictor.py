@@ -5,6 +5,18 @@ A quantile regression forest (``method="qrf"``) predicts quantiles itself; any o
 regressor predicts a value, and its interval comes from the quantiles of residuals of an
 inner cross-validation on its training rows (split-conformal style). Fitted forests are
 compiled (:mod:`cup4soil.models.forest`) so maps are predicted without the estimator.
+
+The default, ``method="ensemble"``, stacks the quantile forest with learners that win where
+forests lose on few samples: ridge regression on standardised features (``RidgeCV``), an
+RBF support-vector regressor (standardised features and target) and gradient-boosted trees.
+Their weights are non-negative least squares on out-of-fold predictions of an inner 5-fold
+CV *on the training rows only* (normalised to sum to 1), so a learner that does not help
+gets weight 0. The map is the weighted mean; the interval is the forest's conditional
+distribution moved to it and scaled by how much smaller the ensemble's inner-CV error is than
+the forest's (``point + s · (Q - Q0.5)``, ``s = RMSE_ensemble / RMSE_forest`` <= 1, so the
+interval stays per-pixel adaptive but is not as wide as the forest's own error), which the
+conformal calibration of :mod:`cup4soil.models.calibration` then widens or narrows like any
+other.
 """
 
 from __future__ import annotations
@@ -23,14 +35,19 @@ from . import forest as forest_kernels
 from ._typing import Features, FloatArray, IntArray, Regressor
 from .forest import CompiledForest
 
-__all__ = ["FOREST_DEFAULTS", "TUNE_GRID", "Method", "Predictor", "Tune", "check_quantiles",
-           "interval", "predict_block", "quantile_name", "resolve_method"]
+__all__ = ["ENSEMBLE_MEMBERS", "FOREST_DEFAULTS", "TUNE_GRID", "Method", "Predictor", "Tune",
+           "check_quantiles", "interval", "member_template", "predict_block", "quantile_name",
+           "resolve_method"]
 
 log = logging.getLogger(__name__)
 
 #: cup4soil's forest defaults: 100 trees, ranger's regression leaf size, mtry = 1/3.
 FOREST_DEFAULTS: dict[str, Any] = {"n_estimators": 100, "min_samples_leaf": 5,
                                    "max_features": 1 / 3}
+#: The learners stacked with the forest by ``method="ensemble"`` (in this order).
+ENSEMBLE_MEMBERS: tuple[str, ...] = ("ridge", "svr", "gbm")
+#: Folds of the inner CV whose out-of-fold predictions weigh the ensemble's members.
+ENSEMBLE_FOLDS = 5
 #: The grid searched by ``tune=True`` (the parameters the estimator has).
 TUNE_GRID: dict[str, list[Any]] = {"max_features": [1 / 3, 0.6, 1.0],
                                    "min_samples_leaf": [1, 5, 10]}
@@ -84,18 +101,23 @@ class Method:
         residual quantiles.
     compilable : bool
         A random forest that :func:`cup4soil.models.forest.compile_forest` flattens.
+    members : tuple of str
+        For ``"ensemble"``: the learners stacked with the forest
+        (:data:`ENSEMBLE_MEMBERS`); empty otherwise.
     """
 
     name: str
     template: Regressor
     quantile_regressor: bool
     compilable: bool
+    members: tuple[str, ...] = ()
 
 
 def resolve_method(method: str | Regressor, *, random_state: int,
                    params: Mapping[str, Any]) -> Method:
-    """``"qrf"``, ``"rf"`` (with cup4soil's forest defaults and ``params``) or a clone of a
-    scikit-learn regressor with ``params`` set.
+    """``"ensemble"`` (the quantile forest stacked with :data:`ENSEMBLE_MEMBERS`; ``params``
+    go to the forest), ``"qrf"``, ``"rf"`` (with cup4soil's forest defaults and
+    ``params``) or a clone of a scikit-learn regressor with ``params`` set.
 
     Raises
     ------
@@ -106,15 +128,17 @@ def resolve_method(method: str | Regressor, *, random_state: int,
 
     if isinstance(method, str):
         kw = {**FOREST_DEFAULTS, "random_state": random_state, "n_jobs": -1, **params}
-        if method == "qrf":
+        if method in ("qrf", "ensemble"):
             from quantile_forest import RandomForestQuantileRegressor
 
-            return Method("qrf", RandomForestQuantileRegressor(**kw), True, True)
+            members = ENSEMBLE_MEMBERS if method == "ensemble" else ()
+            return Method(method, RandomForestQuantileRegressor(**kw), True, True, members)
         if method == "rf":
             from sklearn.ensemble import RandomForestRegressor
 
             return Method("rf", RandomForestRegressor(**kw), False, True)
-        raise ParameterError(f"method={method!r}: use 'qrf', 'rf' or a scikit-learn regressor.")
+        raise ParameterError(f"method={method!r}: use 'ensemble', 'qrf', 'rf' or a "
+                             "scikit-learn regressor.")
     if not is_regressor(method):
         raise ParameterError(f"method {type(method).__name__} is not a scikit-learn regressor.")
     est = clone(method)
@@ -145,6 +169,12 @@ class Predictor:
         Conformal calibration (:mod:`cup4soil.models.calibration`): the lowest quantile
         moves down and the highest up by this much (target units; negative narrows), never
         past the median.
+    members : tuple of Regressor
+        An ensemble's fitted learners besides the forest (empty for one estimator).
+    weights : ndarray of float64 or None
+        An ensemble's weights: the forest's mean first, then one per member (sum 1).
+    spread : float
+        An ensemble's scale of the forest's quantiles around its median (1 otherwise).
     """
 
     quantiles: tuple[float, ...]
@@ -152,6 +182,9 @@ class Predictor:
     forest: CompiledForest | None = None
     residual_quantiles: FloatArray | None = None
     interval_offset: float = 0.0
+    members: tuple[Regressor, ...] = ()
+    weights: FloatArray | None = None
+    spread: float = 1.0
 
     @classmethod
     def fit(cls, method: Method, x: FloatArray, y: FloatArray, *,
@@ -188,7 +221,11 @@ class Predictor:
                 compiled = forest_kernels.compile_forest(est)
             except ValueError as exc:  # e.g. max_samples_leaf != 1: fall back to predict
                 log.info("forest not compiled (%s); using the estimator's predict", exc)
-        return cls(quantiles, est, compiled, residual)
+        if not method.members:
+            return cls(quantiles, est, compiled, residual)
+        members, weights, spread = _stack(method, est, x, y, groups, random_state)
+        return cls(quantiles, est, compiled, residual, members=members, weights=weights,
+                   spread=spread)
 
     def for_prediction(self) -> Predictor:
         """This predictor without what prediction does not need (the estimator, when a
@@ -207,16 +244,14 @@ class Predictor:
         ndarray of float64, shape (n, len(quantiles))
             NaN rows where a feature is not finite.
         """
-        q = self._raw_quantiles(x)
-        if self.interval_offset:
-            lo, med, hi = interval(self.quantiles)
-            q[:, lo] = np.minimum(q[:, lo] - self.interval_offset, q[:, med])
-            q[:, hi] = np.maximum(q[:, hi] + self.interval_offset, q[:, med])
-        return q
+        return self._calibrated(self._raw_quantiles(x))
 
     def predict_mean(self, x: Features) -> FloatArray:
         """The mean prediction per row (a forest's average of its trees; for a quantile
-        regressor without a compiled forest, the median), NaN where a feature is missing."""
+        regressor without a compiled forest, the median; for an ensemble, its weighted
+        mean), NaN where a feature is missing."""
+        if self.weights is not None:
+            return self._ensemble(x)[1]
         if self.forest is not None:
             out: FloatArray = forest_kernels.predict_mean(self.forest, x)
             return out
@@ -238,6 +273,8 @@ class Predictor:
         ndarray of float64, shape (n, len(quantiles))
             NaN rows where a feature is not finite.
         """
+        if self.weights is not None:
+            return self._ensemble(x)[0]
         if self.residual_quantiles is None:  # a quantile regressor
             if self.forest is not None:
                 return forest_kernels.predict_quantiles(self.forest, x, self.quantiles)
@@ -251,6 +288,47 @@ class Predictor:
             point = _on_finite_rows(x, 1, est.predict)[:, 0]
         out: FloatArray = point[:, None] + self.residual_quantiles[None, :]
         return out
+
+    def predict_quantiles_and_mean(self, x: Features) -> tuple[FloatArray, FloatArray]:
+        """:meth:`predict_quantiles` and :meth:`predict_mean` of the same rows, walking a
+        compiled quantile forest's trees once for both."""
+        if self.weights is not None:
+            q, mean = self._ensemble(x)
+        elif self.forest is not None and self.forest.quantile and (
+                self.residual_quantiles is None):
+            q, mean = forest_kernels.predict_quantiles_and_mean(self.forest, x,
+                                                                self.quantiles)
+        else:
+            return self.predict_quantiles(x), self.predict_mean(x)
+        return self._calibrated(q), mean
+
+    def _ensemble(self, x: Features) -> tuple[FloatArray, FloatArray]:
+        """An ensemble's raw quantiles (the forest's distribution moved to the weighted
+        mean) and its weighted mean, per row."""
+        assert self.weights is not None
+        if self.forest is not None:
+            fq, fmean = forest_kernels.predict_quantiles_and_mean(self.forest, x,
+                                                                  self.quantiles)
+        else:
+            est = self.require_estimator()
+            fq = _on_finite_rows(x, len(self.quantiles), lambda v: est.predict(
+                v.astype(np.float32), quantiles=list(self.quantiles)))
+            fmean = _on_finite_rows(x, 1, lambda v: est.predict(
+                v.astype(np.float32), quantiles="mean"))[:, 0]
+        point = self.weights[0] * fmean
+        for w, member in zip(self.weights[1:], self.members, strict=True):
+            if w > 0:  # a member without weight is not evaluated
+                point = point + w * _on_finite_rows(x, 1, member.predict)[:, 0]
+        _, med, _ = interval(self.quantiles)
+        q: FloatArray = point[:, None] + self.spread * (fq - fq[:, med:med + 1])
+        return q, point
+
+    def _calibrated(self, q: FloatArray) -> FloatArray:
+        if self.interval_offset:
+            lo, med, hi = interval(self.quantiles)
+            q[:, lo] = np.minimum(q[:, lo] - self.interval_offset, q[:, med])
+            q[:, hi] = np.maximum(q[:, hi] + self.interval_offset, q[:, med])
+        return q
 
     def predict_block(self, block: Features) -> npt.NDArray[np.float32]:
         """Quantiles of a ``(feature, y, x)`` block as a float32 ``(quantile, y, x)`` block."""
@@ -308,6 +386,71 @@ def _tuned(est: Regressor, x: FloatArray, y: FloatArray, groups: IntArray | None
     search.fit(x, y, groups=groups)
     best: Regressor = search.best_estimator_
     return best
+
+
+def member_template(name: str, *, random_state: int) -> Regressor:
+    """An unfitted ensemble member: ``"ridge"`` (``RidgeCV`` on standardised features, its
+    penalty chosen by efficient leave-one-out on the training rows), ``"svr"`` (RBF SVR on
+    standardised features and target) or ``"gbm"`` (gradient-boosted depth-3 trees, 200 of
+    them, learning rate 0.05, 80 % of the rows and half the features per tree/split)."""
+    from sklearn.compose import TransformedTargetRegressor
+    from sklearn.ensemble import GradientBoostingRegressor
+    from sklearn.linear_model import RidgeCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVR
+
+    if name == "ridge":
+        est: Regressor = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-3, 3, 25)))
+    elif name == "svr":
+        est = TransformedTargetRegressor(make_pipeline(StandardScaler(), SVR(C=1.0)),
+                                         transformer=StandardScaler())
+    elif name == "gbm":
+        # half the features per split: half the fitting time (many covariates), and
+        # decorrelated trees
+        est = GradientBoostingRegressor(n_estimators=200, learning_rate=0.05, max_depth=3,
+                                        subsample=0.8, max_features=0.5,
+                                        random_state=random_state)
+    else:
+        raise ParameterError(f"unknown ensemble member {name!r}; use one of "
+                             f"{', '.join(ENSEMBLE_MEMBERS)}.")
+    return est
+
+
+def _stack(method: Method, forest: Regressor, x: FloatArray, y: FloatArray,
+           groups: IntArray | None, random_state: int
+           ) -> tuple[tuple[Regressor, ...], FloatArray, float]:
+    """Fit the ensemble's members on all rows and weigh them (with the forest's mean) by
+    non-negative least squares on out-of-fold predictions of an inner CV of these rows;
+    also the interval's spread (the ensemble's out-of-fold RMSE over the forest's, at most
+    1)."""
+    from scipy.optimize import nnls
+    from sklearn.base import clone
+    from sklearn.model_selection import GroupKFold, KFold
+
+    templates = [member_template(m, random_state=random_state) for m in method.members]
+    if groups is not None and len(np.unique(groups)) >= 3:
+        splits = list(GroupKFold(n_splits=min(ENSEMBLE_FOLDS, len(np.unique(groups))))
+                      .split(x, y, groups))
+    else:
+        splits = list(KFold(n_splits=min(ENSEMBLE_FOLDS, len(y)), shuffle=True,
+                            random_state=random_state).split(x, y))
+    oof = np.zeros((y.size, 1 + len(templates)))
+    for tr, te in splits:
+        f = clone(forest).fit(x[tr], y[tr])
+        # the compiled forest's mean, as the fitted ensemble will predict it
+        oof[te, 0] = forest_kernels.predict_mean(forest_kernels.compile_forest(f), x[te])
+        for j, t in enumerate(templates):
+            oof[te, j + 1] = clone(t).fit(x[tr], y[tr]).predict(x[te])
+    w, _ = nnls(oof, y)
+    # all weight on the forest when nothing fits (e.g. a constant target)
+    w = w / w.sum() if w.sum() > 0 else np.eye(1, oof.shape[1])[0]
+    members = tuple(t.fit(x, y) if wj > 0 else t for t, wj in zip(templates, w[1:],
+                                                                   strict=True))
+    rmse_forest = float(np.sqrt(np.mean((oof[:, 0] - y) ** 2)))
+    rmse = float(np.sqrt(np.mean((oof @ w - y) ** 2)))
+    spread = min(1.0, rmse / rmse_forest) if rmse_forest > 0 else 1.0
+    return members, np.asarray(w, np.float64), spread
 
 
 def _residual_quantiles(est: Regressor, x: FloatArray, y: FloatArray,

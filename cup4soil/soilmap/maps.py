@@ -342,12 +342,13 @@ def _predict_rows(x: npt.NDArray[Any], plan: _Plan, props: Sequence[str]
                   ) -> list[npt.NDArray[np.float64]]:
     out: list[npt.NDArray[np.float64]] = []
     for pred in plan.predictors:
-        q = pred.predict_quantiles(x)
-        out += _five(pred.predict_mean(x), q[:, 0], q[:, 1], q[:, 2])
+        q, mean = pred.predict_quantiles_and_mean(x)  # one walk of the trees for both
+        out += _five(mean, q[:, 0], q[:, 1], q[:, 2])
     if plan.texture is not None:
         p_sand, p_silt, offsets = plan.texture
-        qs, qt = p_sand.predict_quantiles(x), p_silt.predict_quantiles(x)
-        means = from_alr(p_sand.predict_mean(x), p_silt.predict_mean(x))
+        (qs, ms), (qt, mt) = (p_sand.predict_quantiles_and_mean(x),
+                              p_silt.predict_quantiles_and_mean(x))
+        means = from_alr(ms, mt)
         meds = from_alr(qs[:, 1], qt[:, 1])
         ends = interval_from_alr(qs[:, 0], qs[:, 2], qt[:, 0], qt[:, 2])
         for k, frac in enumerate(FRACTIONS):
@@ -409,7 +410,7 @@ def _check_plausible(name: str, values: pd.Series, unit: str | None) -> None:
 
 def train(samples: SampleSource, properties: Mapping[str, str | None] | Sequence[str], *,
           covariates: xr.Dataset | None = None, features: Sequence[str] | None = None,
-          folds: FoldSpec = "2 km", method: str = "qrf", random_state: int = 0,
+          folds: FoldSpec = "2 km", method: str = "ensemble", random_state: int = 0,
           tune: Tune = False, crs: Any = None, coords: tuple[str, str] | None = None,
           missing: Missing = "drop", **params: Any) -> SoilMapModel:
     """Train one model per soil property, all with the same folds.
