@@ -37,3 +37,12 @@ def stackstac_gdal_env(always: dict[str, str]) -> object:
 
 
 __all__ += ["stackstac_gdal_env"]
+
+
+def svr_gamma(svr: object) -> float:
+    """The RBF kernel's coefficient a fitted ``sklearn.svm.SVR`` used (``_gamma``: its
+    ``gamma`` parameter may be ``"scale"``, resolved from the training data at fit time)."""
+    return float(svr._gamma)  # type: ignore[attr-defined]
+
+
+__all__ += ["svr_gamma"]

@@ -424,3 +424,37 @@ def test_src_covariates_recover_hidden_soc(sample, composite):
     score = models.cv_metrics(truth[held], soc.soc.values[held], soc.soc_q05.values[held],
                               soc.soc_q95.values[held])
     assert score["n"] > 500 and score["MEC"] > 0.6 and score["PICP90"] > 0.7, score
+
+
+@pytest.mark.parametrize("n_features", [1, 7])
+def test_rbf_svr_predict_equals_libsvm(n_features):
+    from cup4soil.models.predictor import member_predict, member_template
+
+    rng = np.random.default_rng(n_features)
+    x = rng.normal(size=(120, n_features)) * rng.uniform(0.1, 50, n_features)
+    x[:, 0] = 4.0 if n_features > 1 else x[:, 0]  # a constant column (scale 1 in sklearn)
+    y = 10 + 3 * x[:, -1] + rng.normal(size=120)
+    svr = member_template("svr", random_state=0).fit(x, y)
+    rows = np.concatenate([rng.normal(size=(5000, n_features)) * 20, x[:10]])
+    fast = member_predict(svr)
+    assert fast != svr.predict  # the matrix path was taken
+    np.testing.assert_allclose(fast(rows), svr.predict(rows), rtol=1e-9, atol=1e-9)
+    ridge = member_template("ridge", random_state=0).fit(x, y)
+    assert member_predict(ridge) == ridge.predict  # anything else predicts itself
+
+
+@pytest.mark.parametrize("n_features", [1, 6])
+def test_compiled_boosting_equals_scikit_learn(n_features):
+    from cup4soil.models.predictor import CompiledBoostingMember, fast_member, member_template
+
+    rng = np.random.default_rng(10 + n_features)
+    x = rng.normal(size=(150, n_features)) * 30
+    y = 5 + np.sin(x[:, 0] / 10) * 4 + rng.normal(size=150)
+    gbm = member_template("gbm", random_state=1).fit(x, y)
+    fast = fast_member(gbm)
+    assert isinstance(fast, CompiledBoostingMember)
+    rows = np.concatenate([rng.normal(size=(3000, n_features)) * 40, x,
+                           x.astype(np.float32).astype(np.float64)])
+    np.testing.assert_allclose(fast.predict(rows), gbm.predict(rows), rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(fast.predict(rows.astype(np.float32)),
+                               gbm.predict(rows.astype(np.float32)), rtol=1e-12, atol=1e-9)

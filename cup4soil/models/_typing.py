@@ -7,7 +7,8 @@ from typing import Any, Protocol, TypeAlias
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["BoolArray", "Features", "FloatArray", "IntArray", "ModelCard", "Regressor"]
+__all__ = ["BoolArray", "Features", "FloatArray", "IntArray", "ModelCard", "Predicts",
+           "Regressor"]
 
 FloatArray: TypeAlias = npt.NDArray[np.float64]
 IntArray: TypeAlias = npt.NDArray[np.int64]
@@ -26,3 +27,10 @@ class Regressor(Protocol):
     def predict(self, x: Any, /, **kwargs: Any) -> Any: ...
 
     def get_params(self, deep: bool = True) -> dict[str, Any]: ...
+
+
+class Predicts(Protocol):
+    """Anything that predicts one value per row: a fitted regressor, or an ensemble
+    member's fast form (:func:`cup4soil.models.predictor.fast_member`)."""
+
+    def predict(self, x: Any, /) -> Any: ...
