@@ -33,7 +33,9 @@ def register(sub: Subparsers) -> None:
                        help="feature columns (or covariate layers) to use")
     train.add_argument("--folds", default="10",
                        help="k, a fold column, or a block size like '2 km' (default: 10)")
-    train.add_argument("--method", choices=("qrf", "rf"), default="qrf")
+    train.add_argument("--method", choices=("ensemble", "qrf", "rf"), default="ensemble",
+                       help="ensemble (default: QRF stacked with ridge, SVR and gradient "
+                            "boosting), qrf (the quantile forest alone) or rf")
     train.add_argument("--crs", default=None, help="CRS of the sample coordinates")
     train.add_argument("--tune", action="store_true", help="tune inside the training folds")
     train.add_argument("--missing", choices=("raise", "drop"), default="raise",
