@@ -389,6 +389,11 @@ def test_points_without_crs_on_a_georeferenced_grid(meuse, meuse_grid):
     edge = ((meuse.x % 40 == 0) | (meuse.y % 40 == 0)).to_numpy()
     assert edge.sum() < 20
     pd.testing.assert_frame_equal(a[~edge], b[~edge])
+    # unplaced and astronomically far points are dropped, without a warning from a cast
+    xs = meuse.x.to_numpy(float).copy()
+    xs[:3] = [np.nan, 1e300, -1e308]
+    c = models.sample_covariates(grid, xs, meuse.y, crs=28992, missing="drop")
+    assert c.iloc[:3].isna().all().all() and c.iloc[3:].equals(b.iloc[3:])
     ll = meuse.drop(columns=["x", "y"]).assign(lon=lon, lat=lat)
     m = models.train(ll, "log_zinc", covariates=grid, folds=5, missing="drop",
                      n_estimators=10)

@@ -141,12 +141,14 @@ def sample_covariates(covariates: xr.Dataset | xr.DataArray, x: npt.ArrayLike,
             "fill them in, or pass missing='drop' to train on the others.")
     tr = Transformer.from_crs(sample_crs(crs), covariate_crs(covariates), always_xy=True)
     px, py = tr.transform(xs, ys)
-    px = np.where(np.isfinite(px), px, -1e300)  # unplaced points fall outside the grid
-    py = np.where(np.isfinite(py), py, -1e300)
-    col, row = ~gbox.affine * (np.asarray(px), np.asarray(py))
-    col, row = np.floor(col).astype(np.int64), np.floor(row).astype(np.int64)
+    fcol, frow = ~gbox.affine * (np.asarray(px, np.float64), np.asarray(py, np.float64))
+    fcol, frow = np.floor(fcol), np.floor(frow)
     h, w = gbox.shape
-    inside = (col >= 0) & (col < w) & (row >= 0) & (row < h)
+    # decided in floating point: an unplaced (NaN) or far-off point must not reach the cast
+    inside = (np.isfinite(fcol) & np.isfinite(frow) & (fcol >= 0) & (fcol < w)
+              & (frow >= 0) & (frow < h))
+    col = np.where(inside, fcol, 0).astype(np.int64)
+    row = np.where(inside, frow, 0).astype(np.int64)
     if not inside.all() and missing == "raise":
         bad = np.flatnonzero(~inside)
         raise SampleError(
