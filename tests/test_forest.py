@@ -65,6 +65,25 @@ def test_quantiles_and_mean_in_one_walk(seed, n, f, trees, q):
     assert np.isnan(both_q[3]).all() and np.isnan(both_mean[3])
 
 
+def test_blocks_walked_in_place_equal_copied_rows():
+    """A float32 C-ordered block without NaN is walked in place (views of its rows, over
+    several kernel batches, the last one padded); any other input is copied. Same results,
+    and both equal quantile-forest's."""
+    x, y, rng = _data(5, 300, 6)
+    qrf = RandomForestQuantileRegressor(n_estimators=20, random_state=5).fit(x, y)
+    forest = _forest.compile_forest(qrf)
+    n = 2 * _forest._BATCH + 37  # three batches; the last not a multiple of 16 lanes
+    xp = rng.normal(size=(n, 6)).astype(np.float32)
+    q = [0.05, 0.5, 0.95]
+    in_place = _forest.predict_quantiles_and_mean(forest, xp, q)
+    copied = _forest.predict_quantiles_and_mean(forest, np.asfortranarray(xp), q)
+    for a, b in zip(in_place, copied, strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(in_place[0], np.asarray(qrf.predict(xp, quantiles=q)))
+    np.testing.assert_array_equal(_forest.predict_mean(forest, xp), in_place[1])
+    np.testing.assert_allclose(in_place[1], qrf.predict(xp, quantiles="mean"), rtol=1e-12)
+
+
 @given(seed=st.integers(0, 10_000), n_train=st.integers(1, 3000), trees=st.integers(1, 130),
        q=st.lists(st.floats(0, 1), min_size=1, max_size=6))
 def test_rank_histogram_quantiles_equal_numpy(seed, n_train, trees, q):

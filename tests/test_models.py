@@ -444,8 +444,37 @@ def test_rbf_svr_predict_equals_libsvm(n_features):
     fast = member_predict(svr)
     assert fast != svr.predict  # the matrix path was taken
     np.testing.assert_allclose(fast(rows), svr.predict(rows), rtol=1e-9, atol=1e-9)
-    ridge = member_template("ridge", random_state=0).fit(x, y)
-    assert member_predict(ridge) == ridge.predict  # anything else predicts itself
+    from sklearn.neighbors import KNeighborsRegressor
+
+    other = KNeighborsRegressor(n_neighbors=3).fit(x, y)
+    assert member_predict(other) == other.predict  # anything else predicts itself
+
+
+@pytest.mark.parametrize("n_features", [1, 7])
+def test_ridge_member_folds_into_one_linear_map(n_features):
+    from sklearn.linear_model import LinearRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import PolynomialFeatures, StandardScaler
+
+    from cup4soil.models.predictor import LinearMember, fast_member, member_template
+
+    rng = np.random.default_rng(20 + n_features)
+    x = rng.normal(size=(80, n_features)) * rng.uniform(0.1, 500, n_features) + 1000
+    y = 3 - 0.02 * x[:, 0] + rng.normal(size=80)
+    rows = np.concatenate([rng.normal(size=(2000, n_features)) * 600 + 1000, x])
+    for est in (member_template("ridge", random_state=0),
+                make_pipeline(StandardScaler(with_mean=False), LinearRegression())):
+        est.fit(x, y)
+        fast = fast_member(est)
+        assert isinstance(fast, LinearMember)
+        np.testing.assert_allclose(fast.predict(rows), est.predict(rows), rtol=1e-9,
+                                   atol=1e-9)
+        # float32 map blocks: computed in float64 (the pipeline would standardise in float32)
+        r32 = rows.astype(np.float32)
+        np.testing.assert_allclose(fast.predict(r32), est.predict(r32.astype(np.float64)),
+                                   rtol=1e-9, atol=1e-9)
+    poly = make_pipeline(PolynomialFeatures(2), LinearRegression()).fit(x, y)
+    assert fast_member(poly) is poly  # not a standardised linear model: predicts itself
 
 
 @pytest.mark.parametrize("n_features", [1, 6])

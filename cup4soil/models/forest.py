@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 import numba
 import numpy as np
@@ -246,22 +246,32 @@ def _walk16(xf: np.ndarray, nodes: np.ndarray, thr: np.ndarray, base: np.uint32,
 
 
 @numba.njit(nogil=True, boundscheck=False, cache=False)
-def _leaves(x: np.ndarray, nodes: np.ndarray, roots: np.ndarray, depths: np.ndarray,
-            out: np.ndarray) -> None:
-    """Leaf node of every row of ``x`` (float32, (n, F), n a multiple of 16) in every tree
-    into ``out`` (uint32, (n, n_trees))."""
+def _walk_sum(x: np.ndarray, nodes: np.ndarray, roots: np.ndarray, depths: np.ndarray,
+              leaf_value: np.ndarray, leaf_rank: np.ndarray, ranks: np.ndarray,
+              with_ranks: bool, acc: np.ndarray) -> None:
+    """Walk every row of ``x`` (float32, (n, F), n a multiple of 16) down every tree:
+    ``acc`` (float64, (n,)) gets the sum of the leaf values in tree order and, with
+    ``with_ranks``, ``ranks`` (uint32, (n, n_trees)) each leaf's rank.
+
+    One pass: the leaf of a pixel is used where it is found, not stored in an (n, trees)
+    table and gathered again (that table is larger than L2 for 200-tree boosting).
+    """
     n, f = x.shape
     xf = x.ravel()
     thr = nodes.view(np.float32)
     stride = np.uint32(f)
     leaf = np.empty(_LANES, np.uint32)
+    acc[:] = 0.0
     for t in range(roots.shape[0]):
         root = roots[t]
         d = depths[t]
         for i0 in range(0, n, _LANES):
             _walk16(xf, nodes, thr, np.uint32(i0 * f), stride, root, d, leaf)
             for g in range(_LANES):
-                out[i0 + g, t] = leaf[g]
+                acc[i0 + g] += leaf_value[leaf[g]]
+            if with_ranks:
+                for g in range(_LANES):
+                    ranks[i0 + g, t] = leaf_rank[leaf[g]]
 
 
 @numba.njit(nogil=True)
@@ -321,40 +331,48 @@ def _rank_quantiles(ranks: np.ndarray, y_sorted: np.ndarray, lows: np.ndarray,
             coarse[r >> shift] = 0
 
 
-@numba.njit(nogil=True, boundscheck=False, cache=False)
-def _gather(table: np.ndarray, idx: np.ndarray, out: np.ndarray) -> None:
-    for i in range(idx.shape[0]):
-        for t in range(idx.shape[1]):
-            out[i, t] = table[idx[i, t]]
-
-
-@numba.njit(nogil=True, boundscheck=False, cache=False)
-def _leaf_mean(table: np.ndarray, idx: np.ndarray, out: np.ndarray) -> None:
-    for i in range(idx.shape[0]):
-        s = 0.0
-        for t in range(idx.shape[1]):
-            s += table[idx[i, t]]
-        out[i] = s / idx.shape[1]
-
-
 # --- drivers -------------------------------------------------------------------------
 
 _BATCH = 4096  # rows per kernel call: X (80 KiB at 20 features) and ranks stay in L2
 
 
+Rows: TypeAlias = "slice | npt.NDArray[np.intp]"
+
+
 def _batches(x: npt.ArrayLike, forest: CompiledForest
-             ) -> Iterator[tuple[npt.NDArray[np.intp], npt.NDArray[np.float32]]]:
-    """Valid rows in float32 batches padded to a multiple of 16; yields (rows, batch)."""
+             ) -> Iterator[tuple[Rows, npt.NDArray[np.float32]]]:
+    """Valid rows in float32 batches padded to a multiple of 16; yields (rows, batch).
+
+    A float32 C-ordered input without a missing value (a map block's usual case) is
+    walked in place: its batches are views, and only a last batch whose length is not a
+    multiple of 16 is copied.
+    """
     x = np.asarray(x)
     if x.ndim != 2 or x.shape[1] != forest.n_features:
         raise ValueError(f"expected an (n, {forest.n_features}) feature array, got {x.shape}")
-    ok = np.flatnonzero(np.isfinite(x).all(axis=1))
+    finite = np.isfinite(x).all(axis=1)
+    if x.dtype == np.float32 and x.flags.c_contiguous and finite.all():
+        for s in range(0, x.shape[0], _BATCH):
+            view = x[s:s + _BATCH]
+            if view.shape[0] % _LANES:
+                view = _padded(view)
+            yield slice(s, min(s + _BATCH, x.shape[0])), view
+        return
+    ok = np.flatnonzero(finite)
     for s in range(0, ok.size, _BATCH):
         rows = ok[s:s + _BATCH]
-        m = -(-rows.size // _LANES) * _LANES
-        batch = np.zeros((m, x.shape[1]), np.float32)
-        batch[:rows.size] = x[rows]  # float32 exactly as scikit-learn casts its input
-        yield rows, batch
+        yield rows, _padded(x[rows])  # float32 exactly as scikit-learn casts its input
+
+
+def _padded(x: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
+    m = -(-x.shape[0] // _LANES) * _LANES
+    batch = np.zeros((m, x.shape[1]), np.float32)
+    batch[:x.shape[0]] = x
+    return batch
+
+
+def _count(rows: Rows) -> int:
+    return rows.stop - rows.start if isinstance(rows, slice) else int(rows.size)
 
 
 def predict_quantiles(forest: CompiledForest, x: np.ndarray,
@@ -408,22 +426,20 @@ def _quantiles(forest: CompiledForest, x: np.ndarray,
     lows = np.floor(pos).astype(np.int64)
     fracs = pos - lows
     shift = max(0, (int(forest.y_sorted.size).bit_length()) // 2)
+    back = np.argsort(order)  # column of each requested quantile among the sorted ones
     out = np.full((np.shape(x)[0], q.size), np.nan)
     mean = np.full(np.shape(x)[0], np.nan) if with_mean else None
-    leaves = np.empty((_BATCH, forest.n_trees), np.uint32)
-    ranks = np.empty_like(leaves)
+    ranks = np.empty((_BATCH, forest.n_trees), np.uint32)
     res = np.empty((_BATCH, q.size))
-    res_mean = np.empty(_BATCH)
+    acc = np.empty(_BATCH)
     for rows, batch in _batches(x, forest):
-        m = batch.shape[0]
-        _leaves(batch, forest.nodes, forest.roots, forest.depths, leaves[:m])
-        _gather(forest.leaf_rank, leaves[:m], ranks[:m])
-        _rank_quantiles(ranks[:rows.size], forest.y_sorted, lows, fracs, shift,
-                        res[:rows.size])
-        out[rows[:, None], order[None, :]] = res[:rows.size]
+        m, k = batch.shape[0], _count(rows)
+        _walk_sum(batch, forest.nodes, forest.roots, forest.depths, forest.leaf_value,
+                  forest.leaf_rank, ranks[:m], True, acc[:m])
+        _rank_quantiles(ranks[:k], forest.y_sorted, lows, fracs, shift, res[:k])
+        out[rows] = res[:k, back]
         if mean is not None:
-            _leaf_mean(forest.leaf_value, leaves[:rows.size], res_mean[:rows.size])
-            mean[rows] = res_mean[:rows.size]
+            mean[rows] = acc[:k] / forest.n_trees
     return out, mean
 
 
@@ -441,11 +457,11 @@ def predict_mean(forest: CompiledForest, x: np.ndarray) -> np.ndarray:
         NaN where a row has a non-finite feature.
     """
     out = np.full(np.shape(x)[0], np.nan)
-    leaves = np.empty((_BATCH, forest.n_trees), np.uint32)
-    res = np.empty(_BATCH)
+    acc = np.empty(_BATCH)
+    no_ranks = np.empty((0, 0), np.uint32)
     for rows, batch in _batches(x, forest):
-        m = batch.shape[0]
-        _leaves(batch, forest.nodes, forest.roots, forest.depths, leaves[:m])
-        _leaf_mean(forest.leaf_value, leaves[:rows.size], res[:rows.size])
-        out[rows] = res[:rows.size]
+        m, k = batch.shape[0], _count(rows)
+        _walk_sum(batch, forest.nodes, forest.roots, forest.depths, forest.leaf_value,
+                  forest.leaf_rank, no_ranks, False, acc[:m])
+        out[rows] = acc[:k] / forest.n_trees
     return out

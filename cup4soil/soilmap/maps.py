@@ -365,7 +365,8 @@ def _predict_rows(x: npt.NDArray[Any], plan: _Plan, props: Sequence[str]
 def _predict_block(block: npt.NDArray[Any], plan: _Plan, props: Sequence[str]
                    ) -> npt.NDArray[np.float32]:
     f, h, w = block.shape
-    rows = _predict_rows(block.reshape(f, h * w).T, plan, props)
+    # pixel rows in C order once: every model's kernels then walk them in place
+    rows = _predict_rows(np.ascontiguousarray(block.reshape(f, h * w).T), plan, props)
     return np.stack([r.reshape(h, w) for r in rows]).astype(np.float32)
 
 
