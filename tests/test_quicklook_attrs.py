@@ -169,16 +169,16 @@ def test_a_writer_holding_the_lease_is_waited_for(tmp_path):
 def test_a_crash_between_documents_leaves_a_product_that_opens(tmp_path, monkeypatch,
                                                                zarr_format):
     url = _write(str(tmp_path), None, zarr_format)
-    real = writer.write_object
+    real = writer._replace_document
     calls: list[str] = []
 
-    def crash_after_first(fs, path, data):
+    def crash_after_first(fs, path, data, prefix):
         if calls:
             raise KeyboardInterrupt  # the process stops between two documents
         calls.append(path)
-        real(fs, path, data)
+        real(fs, path, data, prefix)
 
-    monkeypatch.setattr(writer, "write_object", crash_after_first)
+    monkeypatch.setattr(writer, "_replace_document", crash_after_first)
     with pytest.raises(KeyboardInterrupt):
         quicklook.product(store.open(url), tmp_path / "p", record_in=url)
     monkeypatch.undo()
@@ -187,6 +187,23 @@ def test_a_crash_between_documents_leaves_a_product_that_opens(tmp_path, monkeyp
     np.testing.assert_array_equal(back.BSF.values, _soil_product().BSF.values)
     quicklook.product(back, tmp_path / "p", record_in=True)  # the lease was released
     assert "quicklooks" in store.open(url).attrs
+
+
+def test_a_temporary_document_left_by_a_kill_is_outside_the_store_and_cleared(tmp_path):
+    """On local disk each document is written to a temporary file in the sidecar, then
+    renamed: one left by a kill mid-write is outside the Zarr hierarchy (readers do not
+    warn, -W error) and the next update removes it."""
+    url = _write(str(tmp_path), None, 3)
+    side = Path(f"{url}{store.SIDECAR}")
+    stale = side / f"update-attrs-{'0' * 32}.tmp"
+    stale.write_text('{"attributes": {')  # torn
+    other = side / "notes.tmp"  # not ours: kept
+    other.write_text("x")
+    assert store.open(url).attrs["title"] == "quicklook attrs test"
+    store.update_attrs(url, {"comment": "x"})
+    assert not stale.exists() and other.exists()
+    assert not list(side.glob("update-attrs-*"))
+    assert store.write(_soil_product(), url, mode="w", chunks=32).computed == 4
 
 
 def test_a_zarr_store_cup4soil_did_not_write_is_refused(where, tmp_path):

@@ -28,7 +28,10 @@ import contextlib
 import datetime as dt
 import hashlib
 import json
+import os
+import re
 import time
+import uuid
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -679,6 +682,40 @@ def _data_variables(arrays: Mapping[str, dict[str, Any]], fmt: int) -> list[str]
     return sorted(set(arrays) - not_data)
 
 
+#: Name pattern of the temporary files of :func:`update_attrs` (local disk), in the sidecar.
+_ATTR_TMP = "update-attrs-{}.tmp"
+
+
+def _replace_document(fs: Any, path: str, data: bytes, sidecar_prefix: str) -> None:
+    """Replace one metadata document whole: on object stores one PUT; on local disk a
+    temporary file in the product's sidecar (outside the Zarr hierarchy, where a file left
+    by a crash would make readers warn and :func:`write` refuse), then renamed over it."""
+    protocols = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
+    if "file" in protocols or "local" in protocols:
+        os.makedirs(sidecar_prefix, exist_ok=True)
+        tmp = f"{sidecar_prefix}/{_ATTR_TMP.format(uuid.uuid4().hex)}"
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+        return
+    write_object(fs, path, data)
+
+
+def _remove_stale_tmp(fs: Any, sidecar_prefix: str) -> None:
+    """Temporary documents an update killed mid-write left in the sidecar (ours only)."""
+    ours = re.compile(r"^update-attrs-[0-9a-f]{32}\.tmp$")  # _ATTR_TMP
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+        for p in fs.ls(sidecar_prefix, detail=False, refresh=True):
+            if ours.match(str(p).rstrip("/").rsplit("/", 1)[-1]):
+                fs.rm_file(p)
+
+
 def _dump(doc: Mapping[str, Any]) -> bytes:
     # indented as zarr writes its metadata; a NaN already there (a fill value) stays as is
     return json.dumps(doc, indent=2).encode()
@@ -759,10 +796,12 @@ def update_attrs(
         # looked at again under the lease: a writer may have replaced it meanwhile
         _complete_product(fs, root, url, options)
         try:
+            prefix = Sidecar.beside(root).prefix
+            _remove_stale_tmp(fs, prefix)
             writes = _attr_documents(fs, root, url, attrs, variables)
             lease.check()
             for path, data in writes:
-                write_object(fs, path, data)
+                _replace_document(fs, path, data, prefix)
         except Exception as exc:
             if isinstance(exc, Cup4SoilError) or not is_storage_failure(exc):
                 raise
