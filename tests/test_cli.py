@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -30,6 +31,9 @@ def test_demo_end_to_end(tmp_path, capsys):
     for png in ("scmap-SRC-B11-B08-B04.png", "scmap-BSF.png", "soc-soc.png",
                 "soc-soc-piw90.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # each quicklook's stretch is in its product's attributes too (issue 14 §8)
+    assert "soc-soc.png" in json.loads(soc.attrs["quicklooks"])
+    assert json.loads(comp.BSF.attrs["quicklook_stretch"])["vmax"] == 1
     ds = store.open(str(out / "demo.zarr"))
     assert set(ds.data_vars) == {"VPC", "n_scenes"}
     assert ds.VPC.dims == ("y", "x") and int(ds.VPC.max()) > 0

@@ -278,7 +278,8 @@ def run_demo(
     comp_info = store.write(comp, str(folder / "scmap.zarr"), mode="w",
                             zarr_format=zarr_format)
     composite_ds = store.open(comp_info.url).load()
-    pngs = quicklook.product(composite_ds, folder / "scmap")
+    # record_in=True: each PNG's stretch also goes into the product's attributes
+    pngs = quicklook.product(composite_ds, folder / "scmap", record_in=True)
     t = step("SCMaP composite + write", t)
 
     # CUP4SOIL's covariate set 3 on the composite's grid, from the same archive.
@@ -314,7 +315,8 @@ def run_demo(
     held = np.isfinite(soc_ds.soc.values) & cropland & ~sampled
     acc = models.cv_metrics(truth[held], soc_ds.soc.values[held], soc_ds.soc_q05.values[held],
                             soc_ds.soc_q95.values[held])
-    pngs += quicklook.product(soc_ds, folder / "soc")  # the SOC median and interval width
+    # the SOC median and interval width
+    pngs += quicklook.product(soc_ds, folder / "soc", record_in=True)
     t = step("SOC model + map", t)
 
     # Every property with calibrated intervals (SoilGrids names), SOC stock and AWC.
@@ -327,7 +329,8 @@ def run_demo(
     sm_info = store.write(full, str(folder / "soilmaps.zarr"), mode="w",
                           zarr_format=zarr_format)
     sm_ds = store.open(sm_info.url).load()
-    pngs += quicklook.product(sm_ds, folder / "soilmaps")  # each property, its width, stock
+    # each property, its width, stock
+    pngs += quicklook.product(sm_ds, folder / "soilmaps", record_in=True)
     t = step("soil maps + SOC stock + AWC", t)
     # The seed's table: set 1 (S1, terrain, land cover), 2 (+ MREF), 3 (+ SRC/MREF mosaic).
     set1 = cov_ds[[v for v in cov_ds.data_vars if not str(v).startswith("MOSAIC")]]

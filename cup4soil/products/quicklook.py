@@ -4,7 +4,9 @@ caption, drawn with matplotlib (bare figures, no pyplot state).
 
 The stretch of every map (its ``vmin``/``vmax`` and how they were chosen) is written into
 the PNG's text chunks (key ``stretch``, JSON), with ``Title`` and ``CRS``. Read them back
-with ``PIL.Image.open(path).text``.
+with ``PIL.Image.open(path).text``. :func:`product` with ``record_in=`` also records them
+in the attributes of the product the maps were drawn from (``quicklooks``,
+``quicklook_stretch``).
 
 Each ``*_figure`` function returns the :class:`matplotlib.figure.Figure` before it is
 saved; the functions without the suffix save it and return the path.
@@ -12,8 +14,11 @@ saved; the functions without the suffix save it and return the path.
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Mapping
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +37,12 @@ MAX_SIDE = 2000
 #: SCMaP's MASK classes (``flag_values``/``flag_meanings`` when the layer lacks them).
 MASK_CLASSES = {1: ("bare soil", "#a6611a"), 2: ("permanently vegetated", "#4dac26"),
                 3: ("other surface (built-up, water)", "#2c7bb6")}
+#: Root attribute of a product recording its quicklooks (JSON: PNG name -> stretch, ...).
+QUICKLOOKS_ATTR = "quicklooks"
+#: Attribute of a variable drawn alone: its quicklook's stretch (JSON, as in the PNG).
+STRETCH_ATTR = "quicklook_stretch"
+#: Attribute of a variable drawn alone: its quicklook's PNG file name.
+PNG_ATTR = "quicklook_png"
 _CLASS_COLOURS = ("#a6611a", "#4dac26", "#2c7bb6", "#fdb863", "#b2abd2", "#e66101")
 
 
@@ -361,25 +372,163 @@ def _percentiles(x: xr.DataArray, q: tuple[float, float]) -> tuple[float, float]
     return float(lo), float(hi)
 
 
-def _median_map(ds: xr.Dataset, name: str, path: str, width: xr.DataArray, wpath: str,
-                units: str, label: str) -> list[Path]:
+@dataclass(frozen=True)
+class _Job:
+    """One quicklook of :func:`product`: where it goes, which variables it shows, how."""
+
+    png: Path
+    variables: tuple[str, ...]  # the product's variables it is drawn from
+    layer: str  # what it shows: a variable, or an expression of them
+    draw: Callable[[], tuple[Any, dict[str, Any]]]
+
+
+def _median_jobs(ds: xr.Dataset, name: str, path: str, lo: str, hi: str, wpath: str,
+                 units: str, label: str) -> list[_Job]:
     """The median's map (2-98 % stretch) and the 90 % interval width's (0 to its 98th
     percentile)."""
-    lo, hi = _percentiles(ds[name], (2, 98))
-    fig, meta = _scalar(ds[name], vmin=lo, vmax=hi, title=f"{label}: median (Q0.5)",
-                        units=units, cmap="viridis", method="2-98 % percentiles")
-    out = [save_png(fig, path, meta)]
-    _, top = _percentiles(width, (0, 98))
     stem = name.removesuffix("_Q0.5")
-    fig, meta = _scalar(width.rename(f"{stem} Q0.95 − Q0.05"), vmin=0.0, vmax=top,
-                        title=f"{label}: width of the 90 % prediction interval",
-                        units=units, cmap="magma",
-                        method="0 to the 98th percentile")
-    out.append(save_png(fig, wpath, meta))
-    return out
+
+    def median() -> tuple[Any, dict[str, Any]]:
+        vmin, vmax = _percentiles(ds[name], (2, 98))
+        return _scalar(ds[name], vmin=vmin, vmax=vmax, title=f"{label}: median (Q0.5)",
+                       units=units, cmap="viridis", method="2-98 % percentiles")
+
+    def width() -> tuple[Any, dict[str, Any]]:
+        w = ds[hi] - ds[lo]
+        _, top = _percentiles(w, (0, 98))
+        return _scalar(w.rename(f"{stem} Q0.95 − Q0.05"), vmin=0.0, vmax=top,
+                       title=f"{label}: width of the 90 % prediction interval",
+                       units=units, cmap="magma", method="0 to the 98th percentile")
+
+    return [_Job(Path(path), (name,), name, median),
+            _Job(Path(wpath), (lo, hi), f"{hi} - {lo}", width)]
 
 
-def product(ds: xr.Dataset, prefix: str | Path) -> list[Path]:
+def _jobs(ds: xr.Dataset, prefix: Path) -> list[_Job]:
+    """The quicklooks :func:`product` draws, in order (nothing is drawn yet)."""
+    jobs: list[_Job] = []
+    if "SRC" in ds and "band" in ds["SRC"].dims and ds["SRC"].ndim == 3:
+        bands = {str(b) for b in ds["SRC"].band.values}
+        if {"B11", "B08", "B04"} <= bands:
+            jobs.append(_Job(Path(f"{prefix}-SRC-B11-B08-B04.png"), ("SRC",),
+                             "SRC (B11, B08, B04)",
+                             lambda: _false_colour(ds["SRC"], ("B11", "B08", "B04"), None)))
+    if "BSF" in ds and ds["BSF"].ndim == 2:
+        jobs.append(_Job(Path(f"{prefix}-BSF.png"), ("BSF",), "BSF", lambda: _scalar(
+            ds["BSF"], vmin=0, vmax=1, title="Bare surface frequency (BSF)",
+            units=str(ds["BSF"].attrs.get("units", "1")), cmap="YlOrBr")))
+    if "MASK" in ds and ds["MASK"].ndim == 2:
+        jobs.append(_Job(Path(f"{prefix}-MASK.png"), ("MASK",), "MASK",
+                         lambda: _class(ds["MASK"], None, "SCMaP mask (MASK)")))
+    if "extrapolated" in ds and ds["extrapolated"].ndim == 2:
+        jobs.append(_Job(Path(f"{prefix}-extrapolated.png"), ("extrapolated",), "extrapolated",
+                         lambda: _class(ds["extrapolated"],
+                                        {0: "inside the training range",
+                                         1: "extrapolated (> 10 % outside)"},
+                                        "Covariates outside the training range")))
+    for name in map(str, ds.data_vars):
+        if ds[name].ndim != 2:
+            continue
+        units = str(ds[name].attrs.get("units", ""))
+        lo, hi = f"{name}_q05", f"{name}_q95"
+        if lo in ds and hi in ds:  # a cup4soil.models prediction
+            jobs += _median_jobs(ds, name, f"{prefix}-{name}.png", lo, hi,
+                                 f"{prefix}-{name}-piw90.png", units, name)
+            continue
+        if name.endswith("_Q0.5"):  # SoilGrids naming: <prop>_<depth>_Q0.5
+            stem = name.removesuffix("_Q0.5")
+            lo, hi = f"{stem}_Q0.05", f"{stem}_Q0.95"
+            if lo in ds and hi in ds:
+                label = str(ds[name].attrs.get("long_name", stem)).split(",")[0]
+                jobs += _median_jobs(ds, name, f"{prefix}-{name}.png", lo, hi,
+                                     f"{prefix}-{stem}-width90.png", units,
+                                     f"{label} ({stem})")
+    return jobs
+
+
+def _record_url(ds: xr.Dataset, record_in: str | os.PathLike[str] | bool | None) -> str | None:
+    """The product URL the quicklooks are recorded in (None: not recorded)."""
+    if record_in is None or record_in is False:
+        return None
+    if record_in is True:
+        source = ds.encoding.get("source")
+        if not source:
+            raise ParameterError(
+                "record_in=True takes the product's URL from ds.encoding['source'], which "
+                "store.open sets; this dataset has none (it was not opened from a product, "
+                "or was rebuilt since). Pass the product's URL: record_in='path/to/p.zarr'.")
+        return str(source)
+    if isinstance(record_in, str | os.PathLike):
+        return os.fspath(record_in)
+    raise ParameterError(f"record_in must be a product's URL or path, True or None; got "
+                         f"{type(record_in).__name__}.")
+
+
+def _check_drawn_from(ds: xr.Dataset, jobs: list[_Job], url: str,
+                      storage_options: Mapping[str, Any] | None) -> None:
+    """Refuse to record quicklooks in a product they were not drawn from: each variable
+    drawn must be in the product with the same sizes and spatial coordinates."""
+    from ..errors import redact
+    from . import reader, writer
+
+    writer.check_updatable(url, storage_options=storage_options)
+    target = reader.open(url, storage_options=storage_options)
+    for name in sorted({v for job in jobs for v in job.variables}):
+        fix = ("draw them from the product itself: quicklook.product(store.open(url), prefix, "
+               "record_in=True).")
+        if name not in target.data_vars:
+            raise ParameterError(f"record_in={redact(url)}: the product there has no "
+                                 f"variable {name}, so its quicklook cannot be recorded there; "
+                                 + fix)
+        mine, theirs = ds[name], target[name]
+        same = dict(mine.sizes) == dict(theirs.sizes) and all(
+            np.array_equal(np.asarray(mine[d]), np.asarray(theirs[d]))
+            for d in mine.dims[-2:] if d in mine.coords and d in theirs.coords)
+        if not same:
+            raise ParameterError(f"record_in={redact(url)}: the product's {name} is on "
+                                 f"another grid ({dict(theirs.sizes)}) than the layer drawn "
+                                 f"({dict(mine.sizes)}); " + fix)
+
+
+def _record(url: str, drawn: list[tuple[_Job, dict[str, Any]]],
+            storage_options: Mapping[str, Any] | None) -> None:
+    """Record each quicklook's stretch in the product's attributes (see :func:`product`)."""
+    from .cf import json_safe
+    from .writer import update_attrs
+
+    entries = {job.png.name: {"variables": list(job.variables), "layer": job.layer,
+                              "Title": meta["Title"], "units": meta["units"],
+                              "CRS": meta["CRS"], "stretch": json_safe(meta["stretch"])}
+               for job, meta in drawn}
+
+    def merged(current: Any) -> str:
+        old: Any = {}
+        if current is not None:
+            try:
+                old = json.loads(current) if isinstance(current, str) else None
+            except ValueError:
+                old = None
+            if not isinstance(old, dict):
+                raise ParameterError(
+                    f"the product at {url} has an attribute {QUICKLOOKS_ATTR!r} that is not "
+                    "cup4soil's record of quicklooks (a JSON object); it is left as it is. "
+                    "Rename that attribute, or draw without record_in.")
+        return json.dumps({**old, **entries})
+
+    per_variable = {job.variables[0]: {
+        STRETCH_ATTR: json.dumps(json_safe(meta["stretch"])), PNG_ATTR: job.png.name}
+        for job, meta in drawn if len(job.variables) == 1}
+    update_attrs(url, {QUICKLOOKS_ATTR: merged}, variables=per_variable,
+                 storage_options=storage_options)
+
+
+def product(
+    ds: xr.Dataset,
+    prefix: str | Path,
+    *,
+    record_in: str | os.PathLike[str] | bool | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+) -> list[Path]:
     """The standard quicklooks of a product, as ``<prefix>-<name>.png``.
 
     * ``SRC`` (band, y, x): false colour B11/B08/B04 (``-SRC-B11-B08-B04.png``);
@@ -391,48 +540,59 @@ def product(ds: xr.Dataset, prefix: str | Path) -> list[Path]:
       ``-soc_0-30cm-width90.png``): the median (2-98 % stretch) and the width of the
       90 % interval Q0.95 − Q0.05 (0 to its 98th percentile).
 
-    Other variables are skipped. Returns the paths written.
+    Other variables are skipped. Each PNG has its stretch in its text chunk ``stretch``.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        The product (in memory or lazy: the layers drawn are read).
+    prefix : str or Path
+        Path prefix of the PNGs; folders are created.
+    record_in : str, path-like or True, optional
+        Also record each quicklook's stretch in the attributes of the product at this URL
+        (True: ``ds.encoding["source"]``, which :func:`cup4soil.store.open` sets), a
+        complete product :func:`cup4soil.store.write` wrote, holding the variables drawn
+        on the same grid (checked before anything is drawn). The root attribute
+        ``quicklooks`` is a JSON object: PNG file name → ``variables`` (drawn from),
+        ``layer``, ``Title``, ``units``, ``CRS`` and ``stretch`` as in the PNG (earlier
+        entries of other PNGs are kept); each variable drawn alone gets
+        ``quicklook_stretch`` (the PNG's ``stretch`` text, JSON) and ``quicklook_png``
+        (its file name). Strings of JSON, as cup4soil's other structured attributes, so
+        that netCDF and GDAL can carry them. The data are not touched
+        (:func:`cup4soil.store.update_attrs`).
+    storage_options : dict, optional
+        fsspec options of ``record_in`` (credentials, ``endpoint_url`` ...): a product
+        opened with options needs them again here; never written anywhere.
+
+    Returns
+    -------
+    list of Path
+        The PNGs written.
 
     Raises
     ------
     ParameterError
-        ``ds`` is not a Dataset.
+        ``ds`` is not a Dataset; ``record_in=True`` without ``ds.encoding["source"]``; a
+        variable drawn is not in the product of ``record_in`` or lies on another grid;
+        nothing is at ``record_in``.
+    NotAProductError
+        ``record_in`` is not a product cup4soil wrote (nothing is drawn or changed).
+    IncompleteProductError
+        The product of ``record_in`` was not written completely.
     """
     if not isinstance(ds, xr.Dataset):
         raise ParameterError(f"quicklook.product takes a Dataset (a product), not "
                              f"{type(ds).__name__}; use quicklook.scalar_map for one layer.")
-    prefix = Path(prefix)
+    jobs = _jobs(ds, Path(prefix))
+    url = _record_url(ds, record_in)
+    if url is not None:
+        _check_drawn_from(ds, jobs, url, storage_options)
     out: list[Path] = []
-    if "SRC" in ds and "band" in ds["SRC"].dims and ds["SRC"].ndim == 3:
-        bands = {str(b) for b in ds["SRC"].band.values}
-        if {"B11", "B08", "B04"} <= bands:
-            out.append(false_colour(ds["SRC"], f"{prefix}-SRC-B11-B08-B04.png"))
-    if "BSF" in ds and ds["BSF"].ndim == 2:
-        out.append(scalar_map(ds["BSF"], f"{prefix}-BSF.png", vmin=0, vmax=1,
-                              title="Bare surface frequency (BSF)",
-                              units=str(ds["BSF"].attrs.get("units", "1")), cmap="YlOrBr"))
-    if "MASK" in ds and ds["MASK"].ndim == 2:
-        out.append(class_map(ds["MASK"], f"{prefix}-MASK.png", title="SCMaP mask (MASK)"))
-    if "extrapolated" in ds and ds["extrapolated"].ndim == 2:
-        out.append(class_map(ds["extrapolated"], f"{prefix}-extrapolated.png",
-                             classes={0: "inside the training range",
-                                      1: "extrapolated (> 10 % outside)"},
-                             title="Covariates outside the training range"))
-    for name in map(str, ds.data_vars):
-        if ds[name].ndim != 2:
-            continue
-        units = str(ds[name].attrs.get("units", ""))
-        lo, hi = f"{name}_q05", f"{name}_q95"
-        if lo in ds and hi in ds:  # a cup4soil.models prediction
-            out += _median_map(ds, name, f"{prefix}-{name}.png", ds[hi] - ds[lo],
-                               f"{prefix}-{name}-piw90.png", units, name)
-            continue
-        if name.endswith("_Q0.5"):  # SoilGrids naming: <prop>_<depth>_Q0.5
-            stem = name.removesuffix("_Q0.5")
-            lo, hi = f"{stem}_Q0.05", f"{stem}_Q0.95"
-            if lo in ds and hi in ds:
-                label = str(ds[name].attrs.get("long_name", stem)).split(",")[0]
-                out += _median_map(ds, name, f"{prefix}-{name}.png", ds[hi] - ds[lo],
-                                   f"{prefix}-{stem}-width90.png", units,
-                                   f"{label} ({stem})")
+    drawn: list[tuple[_Job, dict[str, Any]]] = []
+    for job in jobs:
+        fig, meta = job.draw()
+        out.append(save_png(fig, job.png, meta))
+        drawn.append((job, meta))
+    if url is not None and drawn:
+        _record(url, drawn, storage_options)
     return out

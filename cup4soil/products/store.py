@@ -13,7 +13,8 @@ writers of distinct regions never touch the same object, nor the metadata) as it
 each followed by its manifest; only then the STAC item and the completion marker.
 ``mode="resume"`` keeps the regions whose manifests exist and whose checksums still match,
 and computes the rest. :func:`open` refuses a product without the marker and says how many
-regions are missing.
+regions are missing. :func:`update_attrs` adds attributes to a complete product (e.g. the
+stretch of its quicklooks) without touching its data.
 
 This module is the public face of the products stage; the work is done in
 :mod:`.writer` (Zarr writer), :mod:`.regions` (region tasks), :mod:`.reader` (open, info),
@@ -32,9 +33,9 @@ from .layout import SIDECAR as SIDECAR
 from .layout import STAC_ITEM as STAC_ITEM
 from .reader import info, open
 from .stac import stac_collection, stac_item
-from .writer import ProductInfo, write
+from .writer import ProductInfo, update_attrs, write
 
 __all__ = [
     "COMPLETE_MARKER", "IncompleteProductError", "ProductInfo", "info", "open",
-    "stac_collection", "stac_item", "to_cogs", "write",
+    "stac_collection", "stac_item", "to_cogs", "update_attrs", "write",
 ]

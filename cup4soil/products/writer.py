@@ -28,7 +28,10 @@ import contextlib
 import datetime as dt
 import hashlib
 import json
+import os
+import re
 import time
+import uuid
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -39,9 +42,15 @@ import numpy as np
 import xarray as xr
 from dask.delayed import delayed
 
-from ..errors import Cup4SoilError, NotAProductError, ParameterError, redact
+from ..errors import (
+    Cup4SoilError,
+    IncompleteProductError,
+    NotAProductError,
+    ParameterError,
+    redact,
+)
 from ..runtime.progress import compute
-from .cf import GRID_MAPPING, json_safe, prepare, secret_values, spatial_dims
+from .cf import GRID_MAPPING, json_safe, prepare, scrub, secret_values, spatial_dims
 from .failures import is_storage_failure, storage_error
 from .layout import (
     FOREIGN,
@@ -52,6 +61,7 @@ from .layout import (
     fresh,
     inspect,
     is_local,
+    read_status,
     refuse_foreign,
     write_object,
 )
@@ -59,7 +69,7 @@ from .lease import DEFAULT_TIMEOUT, Lease
 from .regions import Region, Target, done_regions, split, write_region
 from .stac import item_of
 
-__all__ = ["ProductInfo", "write"]
+__all__ = ["PROTECTED_ATTRS", "ProductInfo", "check_updatable", "update_attrs", "write"]
 
 _DEFAULT_REGION = 1024  # pixels per side when the data say nothing
 Mode = Literal["w-", "w", "resume"]
@@ -523,3 +533,325 @@ def _check_target(fs: Any, root: str, url: str, options: Mapping[str, Any],
                              "mode='resume' to finish an interrupted write, or choose "
                              "another --out.")
     return found
+
+
+# --- attributes of a complete product ---------------------------------------------------------
+
+#: Attribute keys :func:`update_attrs` refuses to change (besides every key starting with
+#: ``_``, xarray's and Zarr's): they say how values are decoded or what they mean (CF, the
+#: grid mapping, ``nodata``, SoilGrids' ``units``/``conversion``/``depth``), or record the
+#: write itself (cup4soil's provenance). Changing one would make the data say something else;
+#: write the product again to change them.
+PROTECTED_ATTRS = frozenset({
+    "units", "nodata", "grid_mapping", "coordinates", "scale_factor", "add_offset",
+    "missing_value", "valid_min", "valid_max", "valid_range", "calendar", "bounds",
+    "flag_values", "flag_meanings", "flag_masks", "conversion", "depth", "standard_name",
+    "axis", "Conventions", "cup4soil_version", "cup4soil_written", "provenance",
+    "input_items", "processing_baselines", "time_start", "time_end",
+})
+
+#: An attribute value given to :func:`update_attrs`, or a function of the current value.
+AttrValue = Any
+
+
+def check_updatable(url: str, *, storage_options: Mapping[str, Any] | None = None) -> None:
+    """Refuse, as :func:`update_attrs` does, a URL that holds no complete cup4soil product.
+
+    Raises
+    ------
+    ParameterError
+        Nothing is at ``url``.
+    NotAProductError
+        ``url`` holds a file, other files or a Zarr store cup4soil did not write.
+    IncompleteProductError
+        The product's writing never finished.
+    StoreError
+        The storage cannot be reached.
+    """
+    options = dict(storage_options or {})
+    fs, root = filesystem(url, options)
+    _complete_product(fs, root, url, options)
+
+
+def _complete_product(fs: Any, root: str, url: str, options: Mapping[str, Any]) -> Found:
+    """What is at the URL if it is a complete cup4soil product; refuses anything else."""
+    clean = redact(url)
+    found = _inspect(fs, root, url, options)
+    if found.kind == "absent":
+        raise ParameterError(f"there is no product at {clean}, so no attribute can be "
+                             "recorded there. Check the path or URL (a product is what "
+                             "store.write wrote there).")
+    if found.kind in ("file", FOREIGN):
+        raise NotAProductError(
+            f"{found.describe(url)}. cup4soil records attributes only in products it wrote "
+            "(store.write) and changes nothing it did not write; if this store is yours, set "
+            "its attributes with zarr or xarray yourself.")
+    try:
+        status = read_status(fs, found.sidecar)
+    except Exception as exc:
+        if isinstance(exc, Cup4SoilError) or not is_storage_failure(exc):
+            raise
+        raise storage_error(clean, exc, secrets=secret_values(options), action="open") from None
+    if not found.store and status.complete:
+        raise ParameterError(
+            f"there is no product at {clean}: only its sidecar {redact(found.sidecar.prefix)} "
+            "is there (the Zarr store was moved or deleted). Copy or move a product's store "
+            "and sidecar together.")
+    if not found.store or not status.complete:
+        written = (f" {status.written} of {status.planned} regions are written;"
+                   if status.planned else "")
+        raise IncompleteProductError(
+            f"the product at {clean} is incomplete (its writing never finished):{written} "
+            "cup4soil records attributes only in complete products. Finish it with "
+            "store.write(..., mode='resume') (--resume), then record them again.")
+    return found
+
+
+def _check_attrs(attrs: Mapping[str, AttrValue], where: str) -> None:
+    if not isinstance(attrs, Mapping):
+        raise ParameterError(f"{where} attributes must be a dict, not {type(attrs).__name__}.")
+    for key in attrs:
+        if not isinstance(key, str) or not key:
+            raise ParameterError(f"{where} attribute name {key!r} must be a non-empty string.")
+        if key.startswith("_") or key in PROTECTED_ATTRS:
+            raise ParameterError(
+                f"{where} attribute {key!r} is not changed by update_attrs: it says how the "
+                "values are decoded or what they mean, or records the write itself. Write "
+                "the product again (store.write) to change it, or choose another name.")
+        if not scrub({key: 0}):
+            raise ParameterError(f"{where} attribute {key!r} looks like a credential; "
+                                 "cup4soil never writes credentials into a product.")
+
+
+def _new_value(key: str, value: AttrValue, current: Any, where: str) -> Any:
+    """The JSON value to store: ``value``, or ``value(current)`` when it is a function."""
+    new = value(current) if callable(value) else value
+    safe = json_safe(scrub(new))
+    try:
+        json.dumps(safe, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ParameterError(
+            f"{where} attribute {key!r}: a {type(new).__name__} value cannot be stored as "
+            f"JSON ({exc}); give a str, number, bool, list or dict (no NaN or infinity), "
+            "or json.dumps it yourself.") from None
+    return safe
+
+
+def _updated(attrs: Mapping[str, Any], new: Mapping[str, AttrValue], where: str
+             ) -> dict[str, Any]:
+    out = dict(attrs)
+    for key, value in new.items():
+        out[key] = _new_value(key, value, attrs.get(key), where)
+    return out
+
+
+def _read_json(fs: Any, path: str) -> dict[str, Any] | None:
+    fresh(fs, path)
+    try:
+        doc = json.loads(fs.cat_file(path))
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def _arrays(fs: Any, root: str, fmt: int) -> dict[str, dict[str, Any]]:
+    """The store's arrays (direct children of the root group): name -> metadata document
+    (v3 ``zarr.json``; v2 ``.zattrs``, empty when absent)."""
+    fresh(fs, root)
+    out = {}
+    for p in fs.ls(root, detail=False, refresh=True):
+        name = str(p).rstrip("/").rsplit("/", 1)[-1]
+        if fmt == 3:
+            doc = _read_json(fs, f"{root}/{name}/zarr.json")
+            if doc is not None and doc.get("node_type") == "array":
+                out[name] = doc
+        elif _read_json(fs, f"{root}/{name}/.zarray") is not None:
+            out[name] = _read_json(fs, f"{root}/{name}/.zattrs") or {}
+    return out
+
+
+def _data_variables(arrays: Mapping[str, dict[str, Any]], fmt: int) -> list[str]:
+    """Arrays that are neither a dimension's coordinate nor a grid mapping."""
+    not_data: set[str] = set()
+    for doc in arrays.values():
+        attrs = doc.get("attributes", {}) if fmt == 3 else doc
+        dims = doc.get("dimension_names") if fmt == 3 else doc.get("_ARRAY_DIMENSIONS")
+        not_data.update(str(d) for d in dims or ())
+        if isinstance(attrs.get("grid_mapping"), str):
+            not_data.add(attrs["grid_mapping"])
+    return sorted(set(arrays) - not_data)
+
+
+#: Name pattern of the temporary files of :func:`update_attrs` (local disk), in the sidecar.
+_ATTR_TMP = "update-attrs-{}.tmp"
+
+
+def _replace_document(fs: Any, path: str, data: bytes, sidecar_prefix: str) -> None:
+    """Replace one metadata document whole: on object stores one PUT; on local disk a
+    temporary file in the product's sidecar (outside the Zarr hierarchy, where a file left
+    by a crash would make readers warn and :func:`write` refuse), then renamed over it."""
+    protocols = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
+    if "file" in protocols or "local" in protocols:
+        os.makedirs(sidecar_prefix, exist_ok=True)
+        tmp = f"{sidecar_prefix}/{_ATTR_TMP.format(uuid.uuid4().hex)}"
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+        return
+    write_object(fs, path, data)
+
+
+def _remove_stale_tmp(fs: Any, sidecar_prefix: str) -> None:
+    """Temporary documents an update killed mid-write left in the sidecar (ours only)."""
+    ours = re.compile(r"^update-attrs-[0-9a-f]{32}\.tmp$")  # _ATTR_TMP
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+        for p in fs.ls(sidecar_prefix, detail=False, refresh=True):
+            if ours.match(str(p).rstrip("/").rsplit("/", 1)[-1]):
+                fs.rm_file(p)
+
+
+def _dump(doc: Mapping[str, Any]) -> bytes:
+    # indented as zarr writes its metadata; a NaN already there (a fill value) stays as is
+    return json.dumps(doc, indent=2).encode()
+
+
+def update_attrs(
+    url: str,
+    attrs: Mapping[str, AttrValue] | None = None,
+    *,
+    variables: Mapping[str, Mapping[str, AttrValue]] | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+    lease_timeout: float = DEFAULT_TIMEOUT,
+) -> None:
+    """Add or replace attributes of a complete product that :func:`write` wrote.
+
+    The product's data, its manifests and its completion marker are left as they are: only
+    the Zarr metadata documents change (``zarr.json``, or ``.zattrs`` and a consolidated
+    ``.zmetadata`` where one exists; Zarr v3 consolidated metadata in the root ``zarr.json``
+    is updated with it). Each document is replaced whole (on local disk a temporary file
+    renamed over it; on object stores one PUT), variables first and the root last, under the
+    product's write lease, so a crash leaves every document old or new and the product
+    opens either way.
+
+    Parameters
+    ----------
+    url : str
+        Local path or fsspec URL of the product.
+    attrs : dict, optional
+        Root (global) attributes to add or replace. A value must be JSON-serialisable
+        (NumPy scalars and arrays are converted; no NaN); a callable value is called with
+        the attribute's current value (None when absent) under the lease and its result
+        stored, for read-modify-write edits such as appending to ``history``.
+    variables : dict, optional
+        Per data variable, attributes to add or replace (same rules as ``attrs``).
+    storage_options : dict, optional
+        Passed to fsspec (credentials, ``endpoint_url`` ...). Never written anywhere.
+    lease_timeout : float
+        Seconds the lease lives without renewal (see :func:`write`).
+
+    Raises
+    ------
+    ParameterError
+        Nothing is at ``url``; an unknown variable; a key starting with ``_`` or in
+        :data:`PROTECTED_ATTRS` (how values are decoded or what they mean, or the write's
+        own provenance: write the product again to change these); a key that looks like a
+        credential; a value that is not JSON.
+    NotAProductError
+        ``url`` holds a file, other files, or a Zarr store cup4soil did not write: nothing
+        is changed.
+    IncompleteProductError
+        The product's writing never finished: resume it first.
+    ProductLockedError
+        A writer is writing the product.
+    StoreError
+        The storage failed.
+    """
+    attrs = {} if attrs is None else attrs
+    variables = {} if variables is None else variables
+    _check_attrs(attrs, "root")
+    if not isinstance(variables, Mapping):
+        raise ParameterError(f"variables must be a dict of variable name -> attributes, not "
+                             f"{type(variables).__name__}.")
+    for name, va in variables.items():
+        _check_attrs(va, f"variable {name!r}:")
+    options = dict(storage_options or {})
+    fs, root = filesystem(url, options)
+    Sidecar.beside(root)  # a bucket's root is no product
+    _complete_product(fs, root, url, options)  # refused before the lease is taken
+    lease = Lease(fs, Sidecar.beside(root).lease, url, timeout=lease_timeout)
+    try:
+        lease.acquire()
+    except Exception as exc:
+        if isinstance(exc, Cup4SoilError) or not is_storage_failure(exc):
+            raise
+        raise storage_error(redact(url), exc, secrets=secret_values(options),
+                            action="update the attributes of") from None
+    try:
+        # looked at again under the lease: a writer may have replaced it meanwhile
+        _complete_product(fs, root, url, options)
+        try:
+            prefix = Sidecar.beside(root).prefix
+            _remove_stale_tmp(fs, prefix)
+            writes = _attr_documents(fs, root, url, attrs, variables)
+            lease.check()
+            for path, data in writes:
+                _replace_document(fs, path, data, prefix)
+        except Exception as exc:
+            if isinstance(exc, Cup4SoilError) or not is_storage_failure(exc):
+                raise
+            raise storage_error(redact(url), exc, secrets=secret_values(options),
+                                action="update the attributes of") from None
+    finally:
+        lease.release()
+
+
+def _attr_documents(fs: Any, root: str, url: str, attrs: Mapping[str, AttrValue],
+                    variables: Mapping[str, Mapping[str, AttrValue]]
+                    ) -> list[tuple[str, bytes]]:
+    """The metadata documents to write, in order (variables, consolidated, root), all
+    computed before the first is written (a refusal changes nothing)."""
+    root_doc = _read_json(fs, f"{root}/zarr.json")
+    fmt = 3 if root_doc is not None else 2
+    arrays = _arrays(fs, root, fmt)
+    data = _data_variables(arrays, fmt)
+    unknown = [n for n in variables if n not in data]
+    if unknown:
+        raise ParameterError(f"the product at {redact(url)} has no data variable "
+                             f"{', '.join(map(repr, unknown))}; it has {', '.join(data)}.")
+    writes: list[tuple[str, bytes]] = []
+    new_var: dict[str, dict[str, Any]] = {}
+    for name, va in variables.items():
+        old = arrays[name].get("attributes", {}) if fmt == 3 else arrays[name]
+        new_var[name] = _updated(old, va, f"variable {name!r}:")
+        if fmt == 3:
+            writes.append((f"{root}/{name}/zarr.json",
+                           _dump({**arrays[name], "attributes": new_var[name]})))
+        else:
+            writes.append((f"{root}/{name}/.zattrs", _dump(new_var[name])))
+    if fmt == 3:
+        assert root_doc is not None
+        new_root = _updated(root_doc.get("attributes", {}), attrs, "root")
+        doc = {**root_doc, "attributes": new_root}
+        inline = (doc.get("consolidated_metadata") or {}).get("metadata")
+        if isinstance(inline, dict):
+            for name, a in new_var.items():
+                if isinstance(inline.get(name), dict):
+                    inline[name] = {**inline[name], "attributes": a}
+        writes.append((f"{root}/zarr.json", _dump(doc)))
+        return writes
+    new_root = _updated(_read_json(fs, f"{root}/.zattrs") or {}, attrs, "root")
+    writes.append((f"{root}/.zattrs", _dump(new_root)))
+    consolidated = _read_json(fs, f"{root}/.zmetadata")
+    meta = (consolidated or {}).get("metadata")
+    if consolidated is not None and isinstance(meta, dict):
+        meta[".zattrs"] = new_root
+        for name, a in new_var.items():
+            meta[f"{name}/.zattrs"] = a
+        writes.append((f"{root}/.zmetadata", _dump(consolidated)))
+    return writes
