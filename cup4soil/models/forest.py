@@ -15,6 +15,9 @@ several times faster, because
 * 16 pixels walk a tree in lock-step with branch-free steps, so the CPU overlaps 16
   independent load chains instead of stalling on one (``_walk16``);
 * node indices are unsigned, which spares Numba's negative-index fix-ups;
+* the leaf a pixel reaches is used where it is found — its value summed for the mean, its
+  rank kept for the quantiles — instead of stored in a (rows, trees) table and gathered
+  again (``_walk_sum``; for 200-tree boosting that table outgrew L2: 1.3x faster);
 * leaves store the *rank* of their training value, so the order statistics of a pixel's
   leaf values come from a two-level histogram of at most ~100 ranks (``_rank_quantiles``)
   instead of a sort.
@@ -333,7 +336,7 @@ def _rank_quantiles(ranks: np.ndarray, y_sorted: np.ndarray, lows: np.ndarray,
 
 # --- drivers -------------------------------------------------------------------------
 
-_BATCH = 4096  # rows per kernel call: X (80 KiB at 20 features) and ranks stay in L2
+_BATCH = 4096  # rows per kernel call: X (320 KiB at 20 float32 features) stays in L2
 
 
 Rows: TypeAlias = "slice | npt.NDArray[np.intp]"
