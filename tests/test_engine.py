@@ -202,3 +202,40 @@ def test_graph_window_batches_see_only_their_own_tasks(t):
     want = (np.arange(t * 16, dtype=np.uint16).reshape(t, 4, 4) + 1)[:, 1:3]
     np.testing.assert_array_equal(np.concatenate([g["a"] for g in got]), want)
     np.testing.assert_array_equal(np.concatenate([g["b"] for g in got]), want * 2)
+
+
+def test_first_pass_reuses_its_batch_buffers(monkeypatch):
+    # The per-batch outputs of the first pass (codes, B02, bare flags, records) are made once
+    # per block: fresh multi-MB arrays per batch let glibc's heaps fragment batch after
+    # batch, so a task's memory grew with the series' length. Reusing them must not change
+    # what is kept of earlier batches (the stores copy).
+    rng = np.random.default_rng(5)
+    t, h, w = 12, 6, 7
+    scl = rng.choice(np.array([4, 5, 6, 8], np.uint8), size=(t, h, w), p=[0.4, 0.3, 0.2, 0.1])
+    bands = rng.integers(500, 3000, size=(len(REFLECTANCE_BANDS), t, h, w)).astype(np.uint16)
+    bands[REFLECTANCE_BANDS.index("B08")] = bands[REFLECTANCE_BANDS.index("B04")] + rng.integers(
+        0, 300, size=(t, h, w)).astype(np.uint16)  # PVIR2 near 0: many bare observations
+    sza = np.full(t, 30.0)
+    thr = np.full((h, w), 0.137, np.float32)
+    pointers = []
+    observe = _bk.observe_batch
+
+    def spy(scl_, clouds, bands_, sza_bad, sza_px, thr_, nb, lut, bidx, codes, b02, bare,
+            recs, n_valid, vpc, below, keep):
+        pointers.append(tuple(a.__array_interface__["data"][0]
+                              for a in (codes, b02, bare, recs, n_valid)))
+        observe(scl_, clouds, bands_, sza_bad, sza_px, thr_, nb, lut, bidx, codes, b02, bare,
+                recs, n_valid, vpc, below, keep)
+
+    monkeypatch.setattr(_bk, "observe_batch", spy)
+    per_slice = h * w * 2 * len(REFLECTANCE_BANDS)
+    got, _, _ = _block(scl, bands, sza, thr, None, radius=1, core=(0, h, 0, w),
+                       task_memory=2**30, batch_bytes=5 * per_slice)
+    assert len(pointers) == 3  # batches of 5, 5, 2 slices
+    assert len(set(pointers)) == 1
+    pointers.clear()
+    whole, _, _ = _block(scl, bands, sza, thr, None, radius=1, core=(0, h, 0, w),
+                         task_memory=2**30, batch_bytes=2**30)
+    assert len(pointers) == 1
+    for name in got:
+        np.testing.assert_array_equal(got[name], whole[name], err_msg=name)

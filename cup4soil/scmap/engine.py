@@ -249,15 +249,25 @@ def cloud_bits(scl: np.ndarray) -> np.ndarray:
     return out
 
 
+def _joint(windows: BlockWindows) -> bool:
+    """Whether SCL and the bands of a batch are read together (else SCL first)."""
+    return windows.scl is windows.bands or not (windows.scl.separable
+                                                and windows.bands.separable)
+
+
+def _batch_edges(windows: BlockWindows, names: list[str]) -> list[int]:
+    """The block's batch boundaries ``[0, ..., n_time]``."""
+    if _joint(windows):
+        return windows.bands.batch_edges([SCL, *names])
+    return windows.bands.batch_edges(names)
+
+
 def _batches(windows: BlockWindows, names: list[str], sza_bad: np.ndarray,
              params: Params, pool: Executor) -> Iterator[_Batch]:
     """The block's batches: SCL read first and the bands only of the scenes it leaves a
     valid pixel, when the sources allow it (separable); else all at once."""
-    joint = windows.scl is windows.bands or not (windows.scl.separable
-                                                 and windows.bands.separable)
-    edges = (windows.bands.batch_edges([SCL, *names]) if joint
-             else windows.bands.batch_edges(names))
-    for ta, tb in itertools.pairwise(edges):
+    joint = _joint(windows)
+    for ta, tb in itertools.pairwise(_batch_edges(windows, names)):
         times = np.arange(ta, tb)
         if joint:
             data = windows.bands.read([SCL, *names] if windows.scl is windows.bands else names,
@@ -320,6 +330,39 @@ def _prefetch(produce: Callable[[], Iterator[_Batch]], depth: int = 1) -> Iterat
                 thread.join(0.05)
 
 
+class _Work:
+    """The first pass's per-batch outputs (codes, B02, bare flags, records, valid counts),
+    allocated once per block and reused by every batch.
+
+    Fresh arrays per batch (the records alone are 7 MB for 23 slices of 130 x 130 px)
+    made glibc's allocator raise its mmap threshold after the first one was freed and
+    then serve them from its heaps, which fragmented batch after batch: the task's
+    resident memory grew over the first ten batches or so, i.e. with the series' length
+    (``benchmarks/scmap.py --memory-only``).
+    """
+
+    def __init__(self, h: int, w: int, nb: int, records: bool, k: int = 0) -> None:
+        self.h, self.w, self.nb, self.records = h, w, nb, records
+        self.k = 0
+        self.arrays: tuple[np.ndarray, ...] = ()
+        if k:
+            self.take(k)  # pages are only taken when written
+
+    def take(self, k: int) -> tuple[np.ndarray, ...]:
+        """The buffers for a batch of ``k`` slices (views of the first ``k``)."""
+        if k > self.k:
+            h, w = self.h, self.w
+            self.arrays = ()  # the old ones go before the larger ones are made
+            self.arrays = (
+                np.empty((k, h, w), np.uint8), np.empty((k, h, w), np.uint16),
+                np.empty((k, h, _bk.packed_width(w)), np.uint8),
+                np.empty((k, h * w, self.nb - 1) if self.records else (0, 0, 0), np.uint16),
+                np.empty(k, np.int64))
+            self.k = k
+        codes, b02, bare, recs, n_valid = self.arrays
+        return codes[:k], b02[:k], bare[:k], (recs[:k] if self.records else recs), n_valid[:k]
+
+
 # ----------------------------------------------------------------------------- passes
 
 
@@ -363,9 +406,10 @@ def first_pass(windows: BlockWindows, threshold: np.ndarray, worldcover: np.ndar
     below = np.zeros((h, w), bool)
     decoded = np.zeros(n_t, bool)
     bidx = np.array([params.bands.index(b) for b in ("B02", "B04", "B08", "B12")], np.int64)
-    wb = _bk.packed_width(w)
     no_px = np.zeros((0, 0, 0), bool)
-    no_records = np.zeros((0, 0, 0), np.uint16)
+    # Sized once for the largest batch: no large array made and freed per batch.
+    work = _Work(h, w, nb, need_moments,
+                 int(max(np.diff(_batch_edges(windows, names)), default=0)))
     with ThreadPoolExecutor(read_threads, thread_name_prefix="cup4soil-read") as pool:
         for batch in _prefetch(lambda: _batches(windows, names, sza_bad, params, pool)):
             k = len(batch.times)
@@ -377,11 +421,7 @@ def first_pass(windows: BlockWindows, threshold: np.ndarray, worldcover: np.ndar
                     sza_px = np.ascontiguousarray(batch.bands["sza"] > params.max_sun_zenith)
             else:
                 sza_px = no_px
-            codes = np.empty((k, h, w), np.uint8)
-            b02 = np.empty((k, h, w), np.uint16)
-            bare = np.empty((k, h, wb), np.uint8)
-            recs = np.empty((k, h * w, nb - 1), np.uint16) if need_moments else no_records
-            n_valid = np.zeros(k, np.int64)
+            codes, b02, bare, recs, n_valid = work.take(k)
             _bk.observe_batch(batch.scl, batch.clouds, bands, sza_bad[batch.times], sza_px,
                               threshold, not_bare, _INVALID_LUT, bidx, codes, b02, bare, recs,
                               n_valid, vpc, below, need_moments)
