@@ -206,10 +206,15 @@ def _layout(ds: xr.Dataset, chunks: int | Mapping[str, int] | None,
 
 def _template(layout: _Layout, zarr_format: int) -> xr.Dataset:
     """Metadata, coordinates and non-spatial variables; spatial data stay unwritten."""
-    template = layout.ds.copy()
-    for n in layout.names:  # no pixel is computed for the template
-        v = template[n]
-        template[n] = v.copy(data=da.zeros(v.shape, dtype=v.dtype, chunks=v.data.chunks))
+    unique = uuid.uuid4().hex
+    # no pixel is computed for the template; the zeros are named because the graph is never
+    # computed and dask would otherwise tokenise (pickle) each creation function. One
+    # assign: one merge, not one per variable.
+    template = layout.ds.assign({
+        n: layout.ds[n].copy(data=da.zeros(layout.ds[n].shape, dtype=layout.ds[n].dtype,
+                                           chunks=layout.ds[n].data.chunks,
+                                           name=f"cup4soil-template-{n}-{unique}"))
+        for n in layout.names})
     if zarr_format == 3:
         # Zarr v3 has no stable fixed-length string type: labels (bands) as variable-length
         # strings; open() gives them back as fixed-length.
