@@ -147,15 +147,16 @@ def _json(fs: Any, path: str) -> dict[str, Any] | None:
     return out if isinstance(out, dict) else None
 
 
-def write_object(fs: Any, path: str, data: bytes) -> None:
+def write_object(fs: Any, path: str, data: bytes, *, tmp: str | None = None) -> None:
     """Write a small object whole: readers see the old bytes or the new, never a part.
 
     Object stores replace objects atomically; local files are written to a temporary name
-    and renamed.
+    (``tmp``, on the same disk; by default beside ``path``) and renamed.
     """
     if _local_fs(fs):
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = f"{path}.{uuid.uuid4().hex}.tmp"
+        tmp = tmp or f"{path}.{uuid.uuid4().hex}.tmp"
+        os.makedirs(os.path.dirname(tmp), exist_ok=True)
         try:
             with open(tmp, "wb") as f:
                 f.write(data)

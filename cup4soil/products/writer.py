@@ -28,12 +28,11 @@ import contextlib
 import datetime as dt
 import hashlib
 import json
-import os
 import re
 import time
 import uuid
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -695,21 +694,7 @@ def _replace_document(fs: Any, path: str, data: bytes, sidecar_prefix: str) -> N
     """Replace one metadata document whole: on object stores one PUT; on local disk a
     temporary file in the product's sidecar (outside the Zarr hierarchy, where a file left
     by a crash would make readers warn and :func:`write` refuse), then renamed over it."""
-    protocols = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
-    if "file" in protocols or "local" in protocols:
-        os.makedirs(sidecar_prefix, exist_ok=True)
-        tmp = f"{sidecar_prefix}/{_ATTR_TMP.format(uuid.uuid4().hex)}"
-        try:
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-        return
-    write_object(fs, path, data)
+    write_object(fs, path, data, tmp=f"{sidecar_prefix}/{_ATTR_TMP.format(uuid.uuid4().hex)}")
 
 
 def _remove_stale_tmp(fs: Any, sidecar_prefix: str) -> None:
@@ -790,30 +775,33 @@ def update_attrs(
     Sidecar.beside(root)  # a bucket's root is no product
     _complete_product(fs, root, url, options)  # refused before the lease is taken
     lease = Lease(fs, Sidecar.beside(root).lease, url, timeout=lease_timeout)
-    try:
+    with _storage_failures(url, options, "update the attributes of"):
         lease.acquire()
-    except Exception as exc:
-        if isinstance(exc, Cup4SoilError) or not is_storage_failure(exc):
-            raise
-        raise storage_error(redact(url), exc, secrets=secret_values(options),
-                            action="update the attributes of") from None
     try:
         # looked at again under the lease: a writer may have replaced it meanwhile
         _complete_product(fs, root, url, options)
-        try:
+        with _storage_failures(url, options, "update the attributes of"):
             prefix = Sidecar.beside(root).prefix
             _remove_stale_tmp(fs, prefix)
             writes = _attr_documents(fs, root, url, attrs, variables)
             lease.check()
             for path, data in writes:
                 _replace_document(fs, path, data, prefix)
-        except Exception as exc:
-            if isinstance(exc, Cup4SoilError) or not is_storage_failure(exc):
-                raise
-            raise storage_error(redact(url), exc, secrets=secret_values(options),
-                                action="update the attributes of") from None
     finally:
         lease.release()
+
+
+@contextlib.contextmanager
+def _storage_failures(url: str, options: Mapping[str, Any], action: str) -> Iterator[None]:
+    """A storage failure (credentials, endpoint, permissions) as cup4soil's StoreError,
+    the URL redacted and no secret of ``options`` in it; anything else as it is."""
+    try:
+        yield
+    except Exception as exc:
+        if isinstance(exc, Cup4SoilError) or not is_storage_failure(exc):
+            raise
+        raise storage_error(redact(url), exc, secrets=secret_values(options),
+                            action=action) from None
 
 
 def _attr_documents(fs: Any, root: str, url: str, attrs: Mapping[str, AttrValue],
