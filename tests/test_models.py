@@ -475,6 +475,10 @@ def test_ridge_member_folds_into_one_linear_map(n_features):
                                    rtol=1e-9, atol=1e-9)
     poly = make_pipeline(PolynomialFeatures(2), LinearRegression()).fit(x, y)
     assert fast_member(poly) is poly  # not a standardised linear model: predicts itself
+    # members the ensemble gives no weight stay unfitted: kept as they are, never evaluated
+    for name in ("ridge", "svr", "gbm"):
+        unfitted = member_template(name, random_state=0)
+        assert fast_member(unfitted) is unfitted
 
 
 @pytest.mark.parametrize("n_features", [1, 6])

@@ -468,6 +468,8 @@ def _linear(member: Predicts) -> LinearMember | None:
     scaler, reg = member.steps[0][1], member.steps[1][1]
     if not (isinstance(scaler, StandardScaler)
             and isinstance(reg, Ridge | RidgeCV | LinearRegression)
+            # a member the ensemble gave no weight stays unfitted (it is never evaluated)
+            and hasattr(scaler, "scale_") and hasattr(reg, "coef_")
             and np.ndim(reg.coef_) == 1 and np.ndim(reg.intercept_) == 0):
         return None
     coef = np.asarray(reg.coef_, np.float64)
