@@ -335,15 +335,9 @@ class Predictor:
             fmean = _on_finite_rows(x, 1, lambda v: est.predict(
                 v.astype(np.float32), quantiles="mean"))[:, 0]
         point = self.weights[0] * fmean
-        ok = np.isfinite(x).all(axis=1)
-        rows = x if ok.all() else x[ok]  # the rows scikit-learn accepts, selected once
         for w, member in zip(self.weights[1:], self.members, strict=True):
             if w > 0:  # a member without weight is not evaluated
-                value = np.asarray(member.predict(rows), np.float64).reshape(-1)
-                if rows is x:
-                    point += w * value
-                else:
-                    point[ok] += w * value  # NaN stays where the forest has none
+                point = point + w * _on_finite_rows(x, 1, member.predict)[:, 0]
         _, med, _ = interval(self.quantiles)
         q: FloatArray = point[:, None] + self.spread * (fq - fq[:, med:med + 1])
         return q, point
