@@ -18,7 +18,7 @@ from odc.loader import RasterLoadParams
 from rasterio.enums import Resampling
 
 from cup4soil.cube import kernels
-from cup4soil.cube.readers import read_aligned
+from cup4soil.cube.readers import may_align, read_aligned
 
 
 def _slow_block_mean(src, k, shape, row0, col0, nodata, fill):
@@ -185,3 +185,33 @@ def test_reader_pastes_the_same_grid_as_odc_loader(band_10m, offset, resampling)
     got_full[roi], want_full[want_roi] = pix, want
     np.testing.assert_array_equal(got_full, want_full)
     assert (roi[0].stop - roi[0].start) * (roi[1].stop - roi[1].start) == want.size
+
+
+def test_metadata_says_when_no_aligned_read_is_possible(band_10m):
+    from odc.loader import RasterSource
+
+    path, _ = band_10m
+    own = GeoBox((96, 80), rasterio.Affine(10, 0, 500_000, 0, -10, 5_600_000), "EPSG:32633")
+    at20 = GeoBox((8, 8), rasterio.Affine(20, 0, 500_000, 0, -20, 5_600_000), "EPSG:32633")
+    laea = GeoBox((8, 8), rasterio.Affine(20, 0, 4_500_000, 0, -20, 3_000_000), "EPSG:3035")
+    src, bare = RasterSource(str(path), geobox=own), RasterSource(str(path))
+    assert may_align(src, _cfg(), at20)
+    assert may_align(bare, _cfg(), laea)  # no grid declared: the file decides
+    assert not may_align(src, _cfg(), laea)  # a reprojection: the file is not opened
+    assert not may_align(src, _cfg().patch(resampling="nearest"), at20)
+    assert may_align(src, _cfg().patch(resampling="nearest"), own)
+    assert not may_align(src, _cfg().patch(use_overviews=True), at20)
+
+
+def test_a_reprojected_cube_never_tries_the_aligned_read(sample, monkeypatch):
+    import cup4soil
+    from cup4soil.cube import readers
+
+    items = cup4soil.search(sample.bbox, sample.time_range, catalog=sample.catalog)[:2]
+
+    def no(*args, **kwargs):
+        raise AssertionError("read_aligned tried for a reprojection")
+
+    monkeypatch.setattr(readers, "read_aligned", no)
+    cube = cup4soil.load_s2(items, bands=["B02", "B11"], crs="EPSG:3035", resolution=20)
+    assert int(cube.B02.max().compute()) > 0

@@ -64,7 +64,7 @@ from . import kernels as _cube_kernels
 __all__ = [
     "DEFAULT_READ_RETRY_SECONDS", "GDAL_READ_DEFAULTS", "READ_RETRY_ENV", "SUSPECT_TRIES",
     "SafeRioDriver", "SafeRioReader", "SafeStackstacReader", "SuspectFileError", "check_asset",
-    "gdal_read_options", "read_aligned", "read_retry_seconds", "stackstac_env",
+    "gdal_read_options", "may_align", "read_aligned", "read_retry_seconds", "stackstac_env",
     "suspect_status",
     "transient_status", "with_retries",
 ]
@@ -377,7 +377,7 @@ class SafeRioReader(RioReader):
 
         def attempt() -> tuple[tuple[slice, slice], np.ndarray]:
             check_asset(self._uri, declared_crs=declared, integer=integer)
-            if dst is None and selection is None:
+            if dst is None and selection is None and may_align(self._src, cfg, dst_geobox):
                 got = read_aligned(self._uri, self._src.band, cfg, dst_geobox)
                 if got is not None:
                     return got
@@ -393,6 +393,25 @@ class SafeRioReader(RioReader):
 def _whole(x: float, tol: float = 1e-6) -> int | None:
     r = round(x)
     return int(r) if abs(x - r) <= tol else None
+
+
+def may_align(src: RasterSource, cfg: RasterLoadParams, dst_geobox: GeoBox) -> bool:
+    """Whether :func:`read_aligned` may read ``src`` onto ``dst_geobox``, from the item's
+    metadata alone (True when it declares no grid; the file decides then).
+
+    A reprojection (a continental run's EEA grid) is known from the metadata: no file is
+    opened twice for it.
+    """
+    if cfg.use_overviews:
+        return False
+    grid = src.geobox
+    affine = getattr(grid, "affine", None)
+    if grid is None or affine is None:
+        return True
+    if grid.crs != dst_geobox.crs or affine.b or affine.d or not affine.a:
+        return False
+    k = _whole(dst_geobox.affine.a / affine.a)
+    return k is not None and (k == 1 or (k > 1 and cfg.resampling == "average"))
 
 
 def read_aligned(uri: str, band: int, cfg: RasterLoadParams, dst_geobox: GeoBox
