@@ -411,6 +411,8 @@ def composite(sample, shared_data):
                            worldcover=wc, products=("SRC", "BSC")).compute(), wc
 
 
+# a few sample points fall on pixels without bare observations (no SRC): dropped, said
+@pytest.mark.filterwarnings(r"ignore:\d+ of \d+ samples dropped:UserWarning")
 def test_src_covariates_recover_hidden_soc(sample, composite):
     products, wc = composite
     pts = sample.soil_samples(120, seed=1)
