@@ -5,9 +5,21 @@ import pytest
 import shapely.geometry
 
 from cup4soil.errors import AOIError, TimeRangeError
-from cup4soil.sources.aoi import parse_aoi, parse_time
+from cup4soil.sources.aoi import parse_aoi, parse_time, utm_crs
 
 UTC = dt.UTC
+
+
+@pytest.mark.parametrize("lon, lat", [
+    (14.5, 52.3), (-3.7, 40.4), (5.9999, 60.1), (6.0001, 60.1), (-179.9, -33.0),
+    (179.9, 71.0), (25.0, -0.001), (11.0, 83.9), (-70.0, -79.9),
+    # on a band's edge, the equator and beyond UTM's latitudes: PROJ's own answer
+    (12.0, 52.3), (-180.0, 10.0), (5.0, 0.0), (5.0, 84.0),
+])
+def test_utm_crs_is_odc_geos_choice(lon, lat):
+    from odc.geo.crs import CRS
+
+    assert utm_crs(lon, lat) == CRS.utm(lon, lat)
 
 
 def test_named_aoi_is_the_oderbruch_box():

@@ -33,7 +33,7 @@ from ..errors import (
     ParameterError,
 )
 from ..sources import CATALOGS, search
-from ..sources.aoi import AOILike, TimeLike, parse_aoi, parse_time, resolution_m
+from ..sources.aoi import AOILike, TimeLike, parse_aoi, parse_time, resolution_m, utm_crs
 
 __all__ = [
     "GridLike", "as_geobox", "check_on_grid", "chunk_shape", "crs_of", "find_items",
@@ -74,7 +74,7 @@ def as_geobox(where: GridLike, *, resolution: float = 20.0, crs: Any = None) -> 
     area = parse_aoi(where)
     if crs is None:
         c = area.centroid
-        target = CRS.utm(c.x, c.y)
+        target = utm_crs(c.x, c.y)
     else:
         try:
             target = CRS(crs)

@@ -41,6 +41,7 @@ from ..sources.aoi import (
     resolution_m,
     shifted_east,
     unwrapped_bounds,
+    utm_crs,
 )
 from ..sources.assets import item_epsg
 from ..sources.search import AOI_KEY
@@ -196,7 +197,7 @@ def _target_crs(crs: SomeCRS | None, area: BaseGeometry, from_user: bool,
     if from_user:
         # Across the antimeridian the centre is taken with the area in one piece.
         c = shifted_east(area).centroid
-        return CRS.utm((c.x + 180.0) % 360.0 - 180.0, c.y)
+        return utm_crs((c.x + 180.0) % 360.0 - 180.0, c.y)
     codes = {c for p in plans if (c := item_epsg(p.item)) is not None}
     if len(codes) == 1:
         return CRS(f"EPSG:{codes.pop()}")
@@ -255,7 +256,7 @@ def _check_antimeridian(area: BaseGeometry, crs: CRS) -> None:
     west, south, east, north = unwrapped_bounds(area)
     where = f"lon {west:.4f}..{east:.4f}, lat {south:.4f}..{north:.4f}"
     c = shifted_east(area).centroid
-    utm = CRS.utm((c.x + 180.0) % 360.0 - 180.0, c.y)
+    utm = utm_crs((c.x + 180.0) % 360.0 - 180.0, c.y)
     if crs.geographic:
         raise AOIError(
             f"the area ({where}) crosses the antimeridian: in {crs} the cube would be a band "
