@@ -131,6 +131,26 @@ def test_duplicate_delivery_harmonises_to_the_same_values(sample):
         np.testing.assert_array_equal(both.B11.values, ca.B11.values)
 
 
+def test_plan_reads_into_out_and_a_shared_window(items):
+    from cup4soil.cube.readplan import plan_of
+
+    cube = cup4soil.load_s2(items, bands=["B04", "B11", "SCL"])
+    plan, _ = plan_of(cube.B04.data)
+    ny, nx = cube.sizes["y"], cube.sizes["x"]
+    rows, cols = (3, ny - 2), (5, nx - 1)
+    window = plan.window(rows, cols)
+    for band in ("B04", "B11", "SCL"):
+        for t in range(0, cube.sizes["time"], 7):
+            ref = cube[band].values[t, rows[0]:rows[1], cols[0]:cols[1]]
+            out = np.full_like(ref, 7)  # what was there before is overwritten
+            got = plan.read(band, t, rows, cols, out=out, window=window)
+            assert got is out
+            np.testing.assert_array_equal(got, ref)
+            np.testing.assert_array_equal(plan.read(band, t, rows, cols), ref)
+    with pytest.raises(ParameterError, match="out= is uint8"):
+        plan.read("B04", 0, rows, cols, out=np.zeros((ny - 5, nx - 6), np.uint8))
+
+
 def test_shift_dn_keeps_nodata_and_clips():
     dn = np.array([0, 1, 999, 1000, 1001, 65535], np.uint16)
     np.testing.assert_array_equal(cube_kernels.shift_dn(dn, -1000), [0, 1, 1, 1, 1, 64535])

@@ -30,6 +30,7 @@ from odc.loader.types import ReaderDriver
 from odc.stac import parse_items
 
 from .._compat import fuser_for_nodata, resolve_dst_fill_value
+from ..errors import ParameterError
 from ..sources import signing as _signing
 from . import kernels as _kernels
 
@@ -89,21 +90,42 @@ class ReadPlan:
         ny, nx = self.geobox.shape.yx
         return len(self.groups), ny, nx
 
-    def read(self, band: str, t: int, rows: tuple[int, int], cols: tuple[int, int]) -> np.ndarray:
+    def window(self, rows: tuple[int, int], cols: tuple[int, int]) -> tuple[GeoBox, Geometry]:
+        """The grid of pixels ``[rows[0]:rows[1], cols[0]:cols[1]]`` and its extent: pass
+        it to :meth:`read` for many reads of one window (made once, not per read)."""
+        gbox = self.geobox[rows[0]:rows[1], cols[0]:cols[1]]
+        return gbox, gbox.extent
+
+    def read(self, band: str, t: int, rows: tuple[int, int], cols: tuple[int, int], *,
+             out: np.ndarray | None = None,
+             window: tuple[GeoBox, Geometry] | None = None) -> np.ndarray:
         """Pixels ``[t, rows[0]:rows[1], cols[0]:cols[1]]`` of ``band``, harmonised DN.
 
         Exactly what odc-stac's chunk reader does for that window: every item of the time
         step whose footprint touches the window is read (full resolution, the band's
         resampling), shifted by its own DN offset and fused first-valid-wins.
+
+        ``out``: the array to write them into (the window's shape and the band's dtype),
+        returned; ``window``: :meth:`window` of ``rows, cols``.
         """
         cfg = self.cfg[band]
-        gbox = self.geobox[rows[0]:rows[1], cols[0]:cols[1]]
+        gbox, extent = self.window(rows, cols) if window is None else window
         dtype = np.dtype(cfg.dtype)
         fill = resolve_dst_fill_value(dtype, cfg, resolve_src_nodata(cfg.fill_value, cfg))
-        dst = np.full(gbox.shape.yx, fill, dtype=dtype)
+        if out is None:
+            dst = np.full(gbox.shape.yx, fill, dtype=dtype)
+        elif out.shape != tuple(gbox.shape.yx) or out.dtype != dtype:
+            raise ParameterError(f"out= is {out.dtype} {out.shape}; the window of {band} is "
+                                 f"{dtype} {tuple(gbox.shape.yx)}: pass an array of that "
+                                 "shape and dtype, or none.")
+        else:
+            dst = out
+            dst.fill(fill)
         fuser = resolve_fuser(cfg.fuser_fqn) if cfg.fuser_fqn else fuser_for_nodata(fill)
+        # The default fuser fills where the window still holds the fill value: for the
+        # first item read, that is everywhere, and a plain copy does the same.
+        paste = not cfg.fuser_fqn
         b = self.bands.index(band)
-        extent = gbox.extent
         state = self.driver.new_load(self.geobox)
         with self.driver.restore_env(dict(self.env), state) as ctx:
             for i in self.groups[t]:
@@ -114,7 +136,12 @@ class ReadPlan:
                 # Signed URLs are renewed here, at read time, when near expiry.
                 src = _signing.fresh_source(src)
                 roi, pix = self.driver.open(src, ctx).read(cfg, gbox)
-                fuser(dst[roi], _kernels.shift_dn(pix, int(self.offsets[i, b])))
+                pix = _kernels.shift_dn(pix, int(self.offsets[i, b]))
+                if paste:
+                    dst[roi] = pix
+                    paste = False
+                else:
+                    fuser(dst[roi], pix)
         return dst
 
 

@@ -149,8 +149,11 @@ class PlanWindows(WindowSource):
         out = {n: np.empty((len(times), h, w), np.dtype(plan.cfg[self._band(n)].dtype))
                for n in names}
 
+        window = plan.window(self.rows, self.cols)
+
         def one(n: str, i: int) -> None:
-            out[n][i] = plan.read(self._band(n), self.t0 + times[i], self.rows, self.cols)
+            plan.read(self._band(n), self.t0 + times[i], self.rows, self.cols, out=out[n][i],
+                      window=window)
 
         jobs = [(n, i) for n in names for i in range(len(times))]
         if pool is None:
