@@ -309,8 +309,10 @@ def _upper_limit(vals: np.ndarray, n: int, sigma: float, min_excess: float) -> f
 def nmad_limits(b02: np.ndarray, bare_bits: np.ndarray, sigma_bare: float, sigma_valid: float,
                 need_valid: bool, min_excess: float, limit_bare: np.ndarray,
                 limit_valid: np.ndarray, n_bare: np.ndarray, out_bare: np.ndarray,
-                out_valid: np.ndarray, has_outlier: np.ndarray) -> None:
-    """SCMaP's NMAD outlier test on B02, per pixel of a strip of rows.
+                out_valid: np.ndarray, has_outlier: np.ndarray, y0: int = 0,
+                y1: int = -1) -> None:
+    """SCMaP's NMAD outlier test on B02, per pixel of a strip of rows (rows ``y0:y1`` of
+    it; ``y1 = -1``: to its end -- threads share a strip by rows).
 
     Parameters
     ----------
@@ -328,10 +330,12 @@ def nmad_limits(b02: np.ndarray, bare_bits: np.ndarray, sigma_bare: float, sigma
         Bare observations, and outliers of each set.
     has_outlier : (s,) bool, in/out
         Set for the scenes holding an outlier.
+    y0, y1
+        The strip's rows this call computes.
     """
     s, rows, w = b02.shape
     vals = np.empty(max(s, 1), np.uint16)
-    for y in range(rows):
+    for y in range(y0, rows if y1 < 0 else y1):
         for x in range(w):
             xb = x >> 3
             bit = np.uint8(1) << np.uint8(x & 7)
