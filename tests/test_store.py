@@ -76,6 +76,29 @@ def test_gdal_reads_the_grid(vpc, tmp_path):
         np.testing.assert_array_equal(src.read(1), vpc.VPC.values)
 
 
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_spatial_variables_are_blosc_lz4_shuffled(tmp_path, zarr_format):
+    ds = product()
+    url = str(tmp_path / f"p{zarr_format}.zarr")
+    store.write(ds, url, zarr_format=zarr_format)
+    for name in ("soc", "count"):
+        if zarr_format == 3:
+            meta = json.loads((tmp_path / f"p3.zarr/{name}/zarr.json").read_text())
+            (codec,) = [c for c in meta["codecs"] if c["name"] == "blosc"]
+            conf = codec["configuration"]
+            assert conf["shuffle"] == "shuffle" and conf["typesize"] == ds[name].dtype.itemsize
+        else:
+            conf = json.loads((tmp_path / f"p2.zarr/{name}/.zarray").read_text())["compressor"]
+            assert conf["id"] == "blosc" and conf["shuffle"] == 1
+        assert (conf["cname"], conf["clevel"]) == ("lz4", 5)
+    back = store.open(url)
+    for name in ("soc", "count"):
+        np.testing.assert_array_equal(back[name].values, ds[name].values)
+    if zarr_format == 2:  # GDAL decodes the floats too
+        with rasterio.open(f'ZARR:"{url}":/soc') as src:
+            np.testing.assert_array_equal(src.read(1), ds.soc.values)
+
+
 def test_floats_have_nan_fill_and_ints_keep_nodata(tmp_path):
     ds = product()
     ds["count"].attrs["nodata"] = 0

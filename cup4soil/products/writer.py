@@ -203,6 +203,24 @@ def _layout(ds: xr.Dataset, chunks: int | Mapping[str, int] | None,
 
 # --- 2. opening the target per mode ---------------------------------------------------------
 
+def _compressors(zarr_format: int) -> tuple[Any, ...]:
+    """The codecs of a product's spatial variables: Blosc LZ4 with byte shuffle (Zarr v2's
+    default, which GDAL's Zarr driver reads).
+
+    Zarr-python 3's default, Zstandard level 3, encodes SCMaP's float32 bands at about
+    100 MB/s on one core -- a composite of 408 x 408 px took 0.29 s to encode, longer than
+    its own kernels -- and compresses them less (1.60 against 1.64 with shuffled LZ4, which
+    took 0.05 s; ``benchmarks/decode_limit.py`` writes it).
+    """
+    if zarr_format == 3:
+        from zarr.codecs import BloscCodec
+
+        return (BloscCodec(cname="lz4", clevel=5, shuffle="shuffle"),)
+    import numcodecs
+
+    return (numcodecs.Blosc(cname="lz4", clevel=5, shuffle=numcodecs.Blosc.SHUFFLE),)
+
+
 def _template(layout: _Layout, zarr_format: int) -> xr.Dataset:
     """Metadata, coordinates and non-spatial variables; spatial data stay unwritten."""
     unique = uuid.uuid4().hex
@@ -214,6 +232,8 @@ def _template(layout: _Layout, zarr_format: int) -> xr.Dataset:
                                            chunks=layout.ds[n].data.chunks,
                                            name=f"cup4soil-template-{n}-{unique}"))
         for n in layout.names})
+    for n in layout.names:
+        template[n].encoding["compressors"] = _compressors(zarr_format)
     if zarr_format == 3:
         # Zarr v3 has no stable fixed-length string type: labels (bands) as variable-length
         # strings; open() gives them back as fixed-length.
