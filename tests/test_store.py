@@ -99,6 +99,36 @@ def test_spatial_variables_are_blosc_lz4_shuffled(tmp_path, zarr_format):
             np.testing.assert_array_equal(src.read(1), ds.soc.values)
 
 
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_template_is_encoded_once_and_written_as_checked(tmp_path, monkeypatch, zarr_format):
+    import zarr
+
+    ds = product().assign_coords(label=("label", ["a", "b"]))
+    calls = CallCounter(xr.Dataset.to_zarr)
+    monkeypatch.setattr(xr.Dataset, "to_zarr", lambda self, *a, **k: calls(self, *a, **k))
+    url = str(tmp_path / "p.zarr")
+    store.write(ds, url, zarr_format=zarr_format)
+    assert calls.total == 1  # the check's encoding, written as it is
+    monkeypatch.undo()
+    # the same objects as zarr writes itself, pixels aside
+    ref = str(tmp_path / "ref.zarr")
+    from cup4soil.products import writer
+
+    layout = writer._layout(ds, None, None)
+    writer._template(layout, zarr_format).to_zarr(ref, mode="w-", compute=False,
+                                                  zarr_format=zarr_format, consolidated=False)
+    meta = {".zarray", ".zattrs", ".zgroup", "zarr.json"}
+    got = {p.relative_to(url).as_posix() for p in Path(url).rglob("*") if p.is_file()}
+    want = {p.relative_to(ref).as_posix() for p in Path(ref).rglob("*") if p.is_file()}
+    assert {k for k in got if k.rsplit("/", 1)[-1] in meta} == {
+        k for k in want if k.rsplit("/", 1)[-1] in meta}
+    back, mine = zarr.open_group(url, mode="r"), zarr.open_group(ref, mode="r")
+    assert sorted(back.array_keys()) == sorted(mine.array_keys())
+    for name in ("label", "x", "y"):
+        np.testing.assert_array_equal(back[name][...], mine[name][...])
+    np.testing.assert_array_equal(store.open(url).soc.values, ds.soc.values)
+
+
 def test_floats_have_nan_fill_and_ints_keep_nodata(tmp_path):
     ds = product()
     ds["count"].attrs["nodata"] = 0

@@ -28,12 +28,13 @@ import contextlib
 import datetime as dt
 import hashlib
 import json
+import os
 import re
 import time
 import uuid
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import dask.array as da
@@ -115,6 +116,8 @@ class _Layout:
     positions: tuple[int, ...]  # axis of dims[0] in each of them (dims[1] right after)
     regions: tuple[Region, ...]
     fingerprint: str
+    #: The template's objects by Zarr format, as encoded by :func:`_check_template`.
+    encoded: dict[int, dict[str, bytes]] = field(default_factory=dict)
 
     @property
     def variables(self) -> tuple[str, ...]:
@@ -248,20 +251,25 @@ def _template(layout: _Layout, zarr_format: int) -> xr.Dataset:
 
 def _check_template(layout: _Layout, zarr_format: Literal[2, 3]) -> None:
     """Encode the metadata into memory: what cannot be written is refused before anything
-    at the URL changes (a failure here is the dataset's, not the storage's)."""
+    at the URL changes (a failure here is the dataset's, not the storage's). The encoded
+    objects are kept in ``layout.encoded``: :func:`_write_template` puts the same at the URL.
+    """
     import zarr
 
-    with warnings.catch_warnings():
-        # Zarr's own warnings show again, once, when the product is written.
-        warnings.simplefilter("ignore")
+    held: dict[str, Any] = {}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         try:
             _template(layout, zarr_format).to_zarr(
-                zarr.storage.MemoryStore(), mode="w", compute=False,
+                zarr.storage.MemoryStore(held), mode="w", compute=False,
                 zarr_format=zarr_format, consolidated=False)
         except Exception as exc:
             raise ParameterError(f"the dataset cannot be written as Zarr v{zarr_format}: "
                                  f"{type(exc).__name__}: {exc}. Fix the variable's "
                                  "attributes or encoding named there.") from None
+    for w in caught:  # Zarr's own warnings, once (the template is not encoded again)
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    layout.encoded[zarr_format] = {k: v.to_bytes() for k, v in held.items()}
 
 
 def _inspect(fs: Any, root: str, url: str, options: Mapping[str, Any]) -> Found:
@@ -392,13 +400,31 @@ def _start(fs: Any, sidecar: Sidecar, layout: _Layout, target: Target) -> None:
 
 
 def _write_template(layout: _Layout, target: Target) -> None:
-    """Metadata, coordinates and non-spatial variables; spatial data stay unwritten."""
+    """Metadata, coordinates and non-spatial variables; spatial data stay unwritten.
+
+    The objects :func:`_check_template` encoded are written as they are (encoding the
+    template again took as long as writing a small composite's pixels); the URL holds
+    nothing of the product (checked, and the lease held).
+    """
+    encoded = layout.encoded.get(target.zarr_format)
     try:
-        # "w-": the URL holds nothing (checked, and the lease held): never delete here
-        _template(layout, target.zarr_format).to_zarr(
-            target.url, mode="w-", compute=False, zarr_format=target.zarr_format,
-            consolidated=False,
-            storage_options=None if is_local(target.url) else target.storage_options)
+        if encoded is None:
+            # "w-": the URL holds nothing (checked, and the lease held): never delete here
+            _template(layout, target.zarr_format).to_zarr(
+                target.url, mode="w-", compute=False, zarr_format=target.zarr_format,
+                consolidated=False,
+                storage_options=None if is_local(target.url) else target.storage_options)
+            return
+        fs, root = filesystem(target.url, target.storage_options)
+        if is_local(target.url):
+            for key, data in encoded.items():
+                path = os.path.join(root, *key.split("/"))
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                with open(path, "xb") as f:  # "x": never over a file that is there
+                    f.write(data)
+        else:
+            fs.pipe({f"{root}/{key}": data for key, data in encoded.items()})
+            fs.invalidate_cache(root)
     except Exception as exc:
         raise target.fail("zarr.json", exc) from None
 
