@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", type=int, default=800, help="side, 10 m pixels")
     parser.add_argument("--per-year", type=int, default=24)
-    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--data", default=os.environ.get("CUP4SOIL_BENCH_DATA",
                                                          "/tmp/cup4soil-bench"))
     parser.add_argument("--smoke", action="store_true", help="a tiny run (seconds)")
