@@ -406,15 +406,11 @@ def _write_template(layout: _Layout, target: Target) -> None:
     template again took as long as writing a small composite's pixels); the URL holds
     nothing of the product (checked, and the lease held).
     """
-    encoded = layout.encoded.get(target.zarr_format)
+    fmt: Literal[2, 3] = 3 if target.zarr_format == 3 else 2
+    if fmt not in layout.encoded:
+        _check_template(layout, fmt)
+    encoded = layout.encoded[fmt]
     try:
-        if encoded is None:
-            # "w-": the URL holds nothing (checked, and the lease held): never delete here
-            _template(layout, target.zarr_format).to_zarr(
-                target.url, mode="w-", compute=False, zarr_format=target.zarr_format,
-                consolidated=False,
-                storage_options=None if is_local(target.url) else target.storage_options)
-            return
         fs, root = filesystem(target.url, target.storage_options)
         if is_local(target.url):
             for key, data in encoded.items():
