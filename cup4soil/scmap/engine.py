@@ -447,8 +447,7 @@ def nmad_filter(first: FirstPass, params: Params) -> Outliers:
     n_bare = np.zeros((h, w), np.int32)
     out_bare = np.zeros((h, w), np.int32)
     out_valid = np.zeros((h, w), np.int32)
-    n_s = len(first.store)
-    has = np.zeros((KERNEL_THREADS, n_s), bool)  # one row per thread: no shared writes
+    has = np.zeros((KERNEL_THREADS, len(first.store)), bool)  # one row per thread: no shared writes
     budget = min(STRIP_BYTES, KEEP_SERIES_BYTES_PER_PIXEL * h * w)
     # The per-pixel sorts are the block's largest compute after the reads, and nothing is
     # read meanwhile: the rows of each strip are shared by a few threads (nogil kernel).
