@@ -111,7 +111,8 @@ def _scale_out(text: str) -> None:
     assert f"computed now: {n - 2} tiles; complete: True" in text  # resumed: only the rest
     assert f"status: {n} done, 0 failed, 0 left, complete" in text
     assert f"tiles: {n}/{n} done" in text  # the progress lines
-    y, x = map(int, re.search(r"'y': (\d+), 'x': (\d+)\} CRS EPSG:3035", text).groups())
+    sizes = re.search(r"(\{[^{}]*\}) CRS EPSG:3035", text).group(1)
+    y, x = (int(re.search(rf"'{d}': (\d+)", sizes).group(1)) for d in ("y", "x"))
     assert y % 50 == 0 and x % 50 == 0 and y * x >= n * 50 * 50  # whole 1 km tiles at 20 m
 
 
