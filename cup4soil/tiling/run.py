@@ -528,6 +528,7 @@ def _tile_collection(p: Plan, writer: MosaicWriter, out: str,
                       decode_coords="all",  # spatial_ref as a coordinate: COGs get the CRS
                       storage_options=None if "://" not in out else dict(storage_options
                                                                           or {}))
+    ds = ds[sorted(map(str, ds.data_vars))]  # a store lists its arrays in no fixed order
     dims = spatial_dims(ds)
     items = []
     for t in p.tiles:
